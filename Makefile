@@ -1,0 +1,71 @@
+# pod-router: the front door. CMake builds everything under build/; this file
+# only names the jobs. `make help` lists them.
+
+MAKEFLAGS   += --no-print-directory
+BUILD_DIR   ?= build
+FUZZ_DIR    ?= build-fuzz
+FUZZ_SECONDS ?= 30
+JOBS        ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+CXX_SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null)
+LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 2>/dev/null)
+
+.PHONY: all build configure test unit test-unit test-integration test-nginx run fuzz \
+        format format-check lint clean help deps
+
+all: build
+
+help:
+	@echo "make             build the nginx module and the controller into $(BUILD_DIR)/"
+	@echo "make run         install what is missing, build, start the local stack"
+	@echo "make test        every test tier (unit, fuzz corpus, Redis, nginx); summary last"
+	@echo "make test-unit   only the unit tier (no servers)"
+	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
+	@echo "make format      clang-format the C++ sources"
+	@echo "make lint        clang-tidy and cppcheck, warnings are errors"
+	@echo "make clean       remove $(BUILD_DIR)/ and $(FUZZ_DIR)/"
+
+deps:
+	scripts/install-deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	scripts/run-tests.sh $(BUILD_DIR)
+
+test-unit: build
+	scripts/run-tests.sh $(BUILD_DIR) -L unit
+
+test-integration: build
+	scripts/run-tests.sh $(BUILD_DIR) -L integration
+
+run:
+	scripts/run.sh
+
+fuzz:
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -DPOD_ROUTER_FUZZ=ON \
+	  -DPOD_ROUTER_NGINX_MODULE=OFF -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_pod_name fuzz_creation_event
+	scripts/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $(CXX_SOURCES)
+
+format-check:
+	clang-format --dry-run --Werror $(CXX_SOURCES)
+
+lint: configure
+	clang-tidy -p $(BUILD_DIR) --quiet --warnings-as-errors='*' $(LINT_SOURCES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr --std=c++17 --language=c++ -I common/include \
+	  --suppress=missingIncludeSystem $(LINT_SOURCES)
+
+clean:
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR)

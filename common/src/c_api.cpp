@@ -1,0 +1,281 @@
+// The C API over the core. Every entry point is noexcept and catches
+// everything: no C++ exception may unwind into nginx's C frames.
+#include "pod_router/pod_router_core.h"
+
+#include <cstring>
+#include <new>
+
+#include "pod_router/creation_event.hpp"
+#include "pod_router/pod_name.hpp"
+#include "pod_router/redis_schema.hpp"
+
+static_assert(pod_router::kDefaultPodNamePrefix == PR_DEFAULT_POD_NAME_PREFIX);
+static_assert(pod_router::kDefaultMaxIdentityBytes == PR_DEFAULT_MAX_IDENTITY_BYTES);
+static_assert(pod_router::kMaxIdentityBytesLimit == PR_MAX_IDENTITY_BYTES_LIMIT);
+static_assert(pod_router::kPodNameMaxLength + 1 == PR_POD_NAME_SIZE);
+
+struct pr_naming_s {
+    pod_router::NamingPolicy policy;
+};
+
+namespace {
+
+using pod_router::ErrorCode;
+
+pr_status_t status_for(ErrorCode code) noexcept {
+    switch (code) {
+    case ErrorCode::kInvalidIdentity:
+        return PR_INVALID_IDENTITY;
+    case ErrorCode::kInvalidConfig:
+        return PR_INVALID_CONFIG;
+    case ErrorCode::kMalformedEvent:
+        return PR_MALFORMED_EVENT;
+    case ErrorCode::kUnsupportedVersion:
+        return PR_UNSUPPORTED_VERSION;
+    case ErrorCode::kInternal:
+        break;
+    }
+    return PR_INTERNAL_ERROR;
+}
+
+void write_message(const char *message, std::size_t length, char *err,
+                   std::size_t err_size) noexcept {
+    if (err == nullptr || err_size == 0) {
+        return;
+    }
+    const std::size_t n = length < err_size - 1 ? length : err_size - 1;
+    std::memcpy(err, message, n);
+    err[n] = '\0';
+}
+
+pr_status_t report(const pod_router::Error &error, char *err, std::size_t err_size) noexcept {
+    write_message(error.message.data(), error.message.size(), err, err_size);
+    return status_for(error.code);
+}
+
+pr_status_t report_internal(const char *what, char *err, std::size_t err_size) noexcept {
+    write_message(what, std::strlen(what), err, err_size);
+    return PR_INTERNAL_ERROR;
+}
+
+// Copies with a terminating NUL; *out_len excludes it.
+pr_status_t copy_out(std::string_view value, char *out, std::size_t out_size,
+                     std::size_t *out_len) noexcept {
+    if (out == nullptr || value.size() + 1 > out_size) {
+        return PR_BUFFER_TOO_SMALL;
+    }
+    std::memcpy(out, value.data(), value.size());
+    out[value.size()] = '\0';
+    if (out_len != nullptr) {
+        *out_len = value.size();
+    }
+    return PR_OK;
+}
+
+std::string_view view(const char *data, std::size_t length) noexcept {
+    return data == nullptr ? std::string_view() : std::string_view(data, length);
+}
+
+bool script_in_range(pr_script_t script) noexcept {
+    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_ABANDON_CREATION;
+}
+
+} // namespace
+
+extern "C" {
+
+int pr_core_api_version(void) {
+    return PR_CORE_API_VERSION;
+}
+
+const char *pr_status_name(pr_status_t status) {
+    switch (status) {
+    case PR_OK:
+        return "ok";
+    case PR_INVALID_IDENTITY:
+        return "invalid identity";
+    case PR_INVALID_CONFIG:
+        return "invalid configuration";
+    case PR_MALFORMED_EVENT:
+        return "malformed event";
+    case PR_UNSUPPORTED_VERSION:
+        return "unsupported version";
+    case PR_BUFFER_TOO_SMALL:
+        return "buffer too small";
+    case PR_INTERNAL_ERROR:
+        return "internal error";
+    }
+    return "unknown status";
+}
+
+pr_status_t pr_naming_create(const char *prefix, size_t prefix_len, size_t max_identity_bytes,
+                             pr_naming_t **naming, char *err, size_t err_size) {
+    if (naming == nullptr) {
+        return report_internal("pr_naming_create: no output pointer", err, err_size);
+    }
+    *naming = nullptr;
+    try {
+        auto policy =
+            pod_router::NamingPolicy::create(view(prefix, prefix_len), max_identity_bytes);
+        if (!policy) {
+            return report(policy.error(), err, err_size);
+        }
+        *naming = new pr_naming_s{std::move(policy).value()};
+        return PR_OK;
+    } catch (const std::bad_alloc &) {
+        return report_internal("out of memory", err, err_size);
+    } catch (...) {
+        return report_internal("unexpected error creating the naming policy", err, err_size);
+    }
+}
+
+void pr_naming_destroy(pr_naming_t *naming) {
+    delete naming;
+}
+
+pr_status_t pr_pod_name(const pr_naming_t *naming, const char *identity, size_t identity_len,
+                        char *out, size_t out_size, size_t *out_len, char *err, size_t err_size) {
+    if (naming == nullptr) {
+        return report_internal("pr_pod_name: no naming policy", err, err_size);
+    }
+    try {
+        auto name = naming->policy.pod_name(view(identity, identity_len));
+        if (!name) {
+            return report(name.error(), err, err_size);
+        }
+        return copy_out(name.value(), out, out_size, out_len);
+    } catch (const std::bad_alloc &) {
+        return report_internal("out of memory", err, err_size);
+    } catch (...) {
+        return report_internal("unexpected error deriving a pod name", err, err_size);
+    }
+}
+
+pr_status_t pr_redis_key_prefix_check(const char *key_prefix, size_t key_prefix_len, char *err,
+                                      size_t err_size) {
+    try {
+        auto keys = pod_router::RedisKeys::create(view(key_prefix, key_prefix_len));
+        return keys ? PR_OK : report(keys.error(), err, err_size);
+    } catch (...) {
+        return report_internal("out of memory", err, err_size);
+    }
+}
+
+pr_status_t pr_redis_key(pr_redis_key_t kind, const char *key_prefix, size_t key_prefix_len,
+                         const char *pod, size_t pod_len, char *out, size_t out_size,
+                         size_t *out_len) {
+    try {
+        auto keys = pod_router::RedisKeys::create(view(key_prefix, key_prefix_len));
+        if (!keys) {
+            return PR_INVALID_CONFIG;
+        }
+        const std::string_view pod_name = view(pod, pod_len);
+        const bool needs_pod = kind == PR_KEY_SESSION || kind == PR_KEY_CREATION_LOCK;
+        if (needs_pod && !pod_router::is_valid_pod_name(pod_name)) {
+            return PR_INVALID_IDENTITY;
+        }
+        switch (kind) {
+        case PR_KEY_SESSION:
+            return copy_out(keys.value().session(pod_name), out, out_size, out_len);
+        case PR_KEY_CREATION_LOCK:
+            return copy_out(keys.value().creation_lock(pod_name), out, out_size, out_len);
+        case PR_KEY_ACTIVITY:
+            return copy_out(keys.value().activity(), out, out_size, out_len);
+        case PR_KEY_NOTIFY_CHANNEL:
+            return copy_out(keys.value().notify_channel(), out, out_size, out_len);
+        }
+        return PR_INVALID_CONFIG;
+    } catch (...) {
+        return PR_INTERNAL_ERROR;
+    }
+}
+
+const char *pr_redis_script_source(pr_script_t script, size_t *len) {
+    if (!script_in_range(script)) {
+        return nullptr;
+    }
+    try {
+        const auto &spec = pod_router::script_spec(static_cast<pod_router::Script>(script));
+        if (len != nullptr) {
+            *len = spec.source.size();
+        }
+        return spec.source.data();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+const char *pr_redis_script_sha1(pr_script_t script) {
+    if (!script_in_range(script)) {
+        return nullptr;
+    }
+    try {
+        const auto &spec = pod_router::script_spec(static_cast<pod_router::Script>(script));
+        return spec.sha1.empty() ? nullptr : spec.sha1.data();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+pr_outcome_t pr_script_outcome(const char *word, size_t word_len) {
+    auto outcome = pod_router::parse_script_outcome(view(word, word_len));
+    if (!outcome) {
+        return PR_OUTCOME_UNKNOWN;
+    }
+    // pr_outcome_t lists the same outcomes in the same order, after UNKNOWN.
+    return static_cast<pr_outcome_t>(static_cast<int>(*outcome) + 1);
+}
+
+pr_notify_kind_t pr_parse_notification(const char *message, size_t len, const char **pod,
+                                       size_t *pod_len) {
+    auto notification = pod_router::parse_notification(view(message, len));
+    if (!notification) {
+        return PR_NOTIFY_INVALID;
+    }
+    if (pod != nullptr) {
+        *pod = notification->pod.data();
+    }
+    if (pod_len != nullptr) {
+        *pod_len = notification->pod.size();
+    }
+    switch (notification->kind) {
+    case pod_router::Notification::Kind::kReady:
+        return PR_NOTIFY_READY;
+    case pod_router::Notification::Kind::kFailed:
+        return PR_NOTIFY_FAILED;
+    case pod_router::Notification::Kind::kGone:
+        return PR_NOTIFY_GONE;
+    }
+    return PR_NOTIFY_INVALID;
+}
+
+pr_status_t pr_creation_event_encode(const pr_naming_t *naming, const char *identity,
+                                     size_t identity_len, const char *request_id,
+                                     size_t request_id_len, int64_t timestamp_ms, char *out,
+                                     size_t out_size, size_t *out_len, char *err, size_t err_size) {
+    if (naming == nullptr) {
+        return report_internal("pr_creation_event_encode: no naming policy", err, err_size);
+    }
+    try {
+        auto pod = naming->policy.pod_name(view(identity, identity_len));
+        if (!pod) {
+            return report(pod.error(), err, err_size);
+        }
+        pod_router::CreationEvent event;
+        event.identity = std::string(view(identity, identity_len));
+        event.pod = std::move(pod).value();
+        event.request_id = std::string(view(request_id, request_id_len));
+        event.timestamp_ms = timestamp_ms;
+        auto json = pod_router::encode_creation_event(event, naming->policy);
+        if (!json) {
+            return report(json.error(), err, err_size);
+        }
+        return copy_out(json.value(), out, out_size, out_len);
+    } catch (const std::bad_alloc &) {
+        return report_internal("out of memory", err, err_size);
+    } catch (...) {
+        return report_internal("unexpected error encoding a creation event", err, err_size);
+    }
+}
+
+} // extern "C"

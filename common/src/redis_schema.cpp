@@ -1,0 +1,284 @@
+#include "pod_router/redis_schema.hpp"
+
+#include <memory>
+
+#include "digest.hpp"
+#include "pod_router/pod_name.hpp"
+
+namespace pod_router {
+namespace {
+
+// Shared by every script: milliseconds since the epoch by the Redis clock.
+constexpr std::string_view kLuaPrelude = R"lua(
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+)lua";
+
+// A ready session is touched on every request: the activity score is what
+// the reaper reads, so idleness counts from the last request. The lock is
+// taken with SET NX: exactly one request across all gateway replicas gets
+// 'create' and publishes; the rest wait. A pending session whose lock has
+// expired (its creator died, or the event was lost) is taken over the same
+// way, which is the retry.
+constexpr std::string_view kRouteBody = R"lua(
+local state, identity, ip, port, reason = unpack(redis.call('HMGET', KEYS[1],
+  'state', 'identity', 'ip', 'port', 'reason'))
+if state and identity ~= ARGV[1] then
+  return {'conflict'}
+end
+if state == 'ready' then
+  redis.call('ZADD', KEYS[3], now_ms(), ARGV[2])
+  return {'ready', ip, port}
+end
+if state == 'failed' then
+  return {'failed', reason or ''}
+end
+if state == 'terminating' then
+  return {'terminating'}
+end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {'pending'}
+end
+local now = now_ms()
+if not state then
+  redis.call('HSET', KEYS[1], 'identity', ARGV[1], 'pod', ARGV[2], 'created_ms', now)
+end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'request_id', ARGV[3], 'updated_ms', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {'create'}
+)lua";
+
+// A pod that became ready after its pending session expired is recorded all
+// the same, so that it is in the activity set and will be reaped, never
+// orphaned. A session being reaped is not resurrected.
+constexpr std::string_view kMarkReadyBody = R"lua(
+local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+if state == 'terminating' then
+  return 'terminating'
+end
+if state and identity ~= ARGV[2] then
+  return 'conflict'
+end
+local now = now_ms()
+if not state then
+  redis.call('HSET', KEYS[1], 'identity', ARGV[2], 'pod', ARGV[1], 'created_ms', now)
+end
+redis.call('HSET', KEYS[1], 'state', 'ready', 'ip', ARGV[3], 'port', ARGV[4],
+  'ready_ms', now, 'updated_ms', now)
+redis.call('HDEL', KEYS[1], 'reason')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[5], 'ready ' .. ARGV[1])
+return 'ok'
+)lua";
+
+// The failed session expires by itself, so the next request after the TTL
+// retries creation. It leaves the activity set: deleting a failed pod is the
+// controller's job at the moment it fails, not the reaper's.
+constexpr std::string_view kMarkFailedBody = R"lua(
+local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+if state == 'terminating' then
+  return 'terminating'
+end
+if state and identity ~= ARGV[2] then
+  return 'conflict'
+end
+local now = now_ms()
+if not state then
+  redis.call('HSET', KEYS[1], 'identity', ARGV[2], 'pod', ARGV[1], 'created_ms', now)
+end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', ARGV[3], 'updated_ms', now)
+redis.call('HDEL', KEYS[1], 'ip', 'port')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[5], 'failed ' .. ARGV[1])
+return 'ok'
+)lua";
+
+// The reaper picks candidates with ZRANGEBYSCORE and then claims each one
+// here: a request that touched the session in between wins, and the pod
+// stays. Once 'terminating', route() makes new requests wait for 'gone'.
+constexpr std::string_view kBeginReapBody = R"lua(
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 'gone'
+end
+if state ~= 'ready' then
+  return 'skip'
+end
+local now = now_ms()
+local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if last and tonumber(last) > now - tonumber(ARGV[2]) then
+  return 'active'
+end
+redis.call('HSET', KEYS[1], 'state', 'terminating', 'updated_ms', now)
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 'reap'
+)lua";
+
+// Waiting requests hear 'gone' and route again, which creates a new pod.
+constexpr std::string_view kFinishReapBody = R"lua(
+if redis.call('HGET', KEYS[1], 'state') ~= 'terminating' then
+  return 'changed'
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], 'gone ' .. ARGV[1])
+return 'ok'
+)lua";
+
+// Compare-and-delete: a gateway that could not publish gives the lock back
+// so the next request retries at once, without touching a newer owner's lock.
+constexpr std::string_view kAbandonCreationBody = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 'released'
+end
+return 'not-owner'
+)lua";
+
+struct ScriptText {
+    Script id;
+    std::string_view name;
+    std::string_view keys;
+    std::string_view arguments;
+    std::string_view replies;
+    std::string_view body;
+};
+
+constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
+    {Script::kRoute, "route", "session, creation_lock, activity",
+     "identity, pod, request_id, lock_ttl_ms, pending_ttl_ms",
+     "{ready, ip, port} | {create} | {pending} | {failed, reason} | {terminating} | {conflict}",
+     kRouteBody},
+    {Script::kMarkReady, "mark_ready", "session, creation_lock, activity",
+     "pod, identity, ip, port, notify_channel", "ok | terminating | conflict", kMarkReadyBody},
+    {Script::kMarkFailed, "mark_failed", "session, creation_lock, activity",
+     "pod, identity, reason, failed_ttl_ms, notify_channel", "ok | terminating | conflict",
+     kMarkFailedBody},
+    {Script::kBeginReap, "begin_reap", "session, activity", "pod, idle_timeout_ms",
+     "reap | active | skip | gone", kBeginReapBody},
+    {Script::kFinishReap, "finish_reap", "session, activity, creation_lock", "pod, notify_channel",
+     "ok | changed", kFinishReapBody},
+    {Script::kAbandonCreation, "abandon_creation", "creation_lock", "request_id",
+     "released | not-owner", kAbandonCreationBody},
+}};
+
+struct BuiltScripts {
+    std::array<std::string, kScriptCount> sources;
+    std::array<std::string, kScriptCount> sha1s;
+    std::array<ScriptSpec, kScriptCount> specs;
+};
+
+// Filled in place on the heap: the specs point into the sources and
+// digests, so the object must never move.
+std::unique_ptr<const BuiltScripts> build_scripts() {
+    auto built = std::make_unique<BuiltScripts>();
+    for (std::size_t i = 0; i < kScriptCount; ++i) {
+        const ScriptText &text = kScriptTexts[i];
+        built->sources[i].reserve(kLuaPrelude.size() + text.body.size());
+        built->sources[i].append(kLuaPrelude).append(text.body);
+        Expected<std::string> sha1 = detail::sha1_hex(built->sources[i]);
+        if (sha1) {
+            built->sha1s[i] = std::move(sha1).value();
+        }
+        built->specs[i] =
+            ScriptSpec{text.id,      text.name,         text.keys,      text.arguments,
+                       text.replies, built->sources[i], built->sha1s[i]};
+    }
+    return built;
+}
+
+// Built on first use rather than at static-initialisation time: this code
+// runs inside nginx, where the order of static constructors across shared
+// objects is nobody's promise.
+const BuiltScripts &built_scripts() {
+    static const std::unique_ptr<const BuiltScripts> scripts = build_scripts();
+    return *scripts;
+}
+
+constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 14> kOutcomeWords = {{
+    {ScriptOutcome::kReady, "ready"},
+    {ScriptOutcome::kCreate, "create"},
+    {ScriptOutcome::kPending, "pending"},
+    {ScriptOutcome::kFailed, "failed"},
+    {ScriptOutcome::kTerminating, "terminating"},
+    {ScriptOutcome::kConflict, "conflict"},
+    {ScriptOutcome::kOk, "ok"},
+    {ScriptOutcome::kReap, "reap"},
+    {ScriptOutcome::kActive, "active"},
+    {ScriptOutcome::kSkip, "skip"},
+    {ScriptOutcome::kGone, "gone"},
+    {ScriptOutcome::kChanged, "changed"},
+    {ScriptOutcome::kReleased, "released"},
+    {ScriptOutcome::kNotOwner, "not-owner"},
+}};
+
+} // namespace
+
+Expected<RedisKeys> RedisKeys::create(std::string_view key_prefix) {
+    if (key_prefix.empty() || key_prefix.size() > kMaxRedisKeyPrefixLength) {
+        return Error{ErrorCode::kInvalidConfig, "Redis key prefix must be 1 to " +
+                                                    std::to_string(kMaxRedisKeyPrefixLength) +
+                                                    " characters long"};
+    }
+    for (const char c : key_prefix) {
+        // Printable ASCII without spaces: readable in redis-cli, safe in logs.
+        if (c <= ' ' || c > '~') {
+            return Error{ErrorCode::kInvalidConfig,
+                         "Redis key prefix may contain only printable ASCII without spaces"};
+        }
+    }
+    return RedisKeys(std::string(key_prefix));
+}
+
+const std::array<ScriptSpec, kScriptCount> &all_scripts() {
+    return built_scripts().specs;
+}
+
+const ScriptSpec &script_spec(Script script) {
+    return built_scripts().specs[static_cast<std::size_t>(script)];
+}
+
+std::optional<ScriptOutcome> parse_script_outcome(std::string_view word) noexcept {
+    for (const auto &[outcome, text] : kOutcomeWords) {
+        if (text == word) {
+            return outcome;
+        }
+    }
+    return std::nullopt;
+}
+
+std::string_view script_outcome_word(ScriptOutcome outcome) noexcept {
+    for (const auto &[candidate, text] : kOutcomeWords) {
+        if (candidate == outcome) {
+            return text;
+        }
+    }
+    return {};
+}
+
+std::optional<Notification> parse_notification(std::string_view message) noexcept {
+    static constexpr std::array<std::pair<Notification::Kind, std::string_view>, 3> kKinds = {{
+        {Notification::Kind::kReady, "ready "},
+        {Notification::Kind::kFailed, "failed "},
+        {Notification::Kind::kGone, "gone "},
+    }};
+    for (const auto &[kind, head] : kKinds) {
+        if (message.substr(0, head.size()) == head) {
+            std::string_view pod = message.substr(head.size());
+            if (!is_valid_pod_name(pod)) {
+                return std::nullopt;
+            }
+            return Notification{kind, pod};
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace pod_router

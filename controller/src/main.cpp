@@ -1,0 +1,78 @@
+// pod-router-controller: the command line. Each subcommand lives in its own
+// file; this one only parses flags and maps outcomes to exit codes.
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "offline_commands.hpp"
+#include "pod_router/pod_name.hpp"
+
+namespace {
+
+void add_naming_flags(CLI::App &command, pod_router::controller::NamingOptions &naming) {
+    command
+        .add_option("--pod-name-prefix", naming.prefix,
+                    "Prefix of every user pod's name; must match the gateway's")
+        ->capture_default_str();
+    command
+        .add_option("--max-identity-bytes", naming.max_identity_bytes,
+                    "Longest identity accepted, in bytes")
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{1}, pod_router::kMaxIdentityBytesLimit));
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    CLI::App app{"pod-router-controller: creates a Kubernetes pod for each user on demand, "
+                 "and reaps idle ones.\nThe offline subcommands below answer questions from the "
+                 "shared naming and Redis schema rules without touching any server.",
+                 "pod-router-controller"};
+    app.set_version_flag("--version", std::string("pod-router-controller ") + POD_ROUTER_VERSION);
+    app.require_subcommand(1);
+
+    pod_router::controller::NamingOptions naming{std::string(pod_router::kDefaultPodNamePrefix),
+                                                 pod_router::kDefaultMaxIdentityBytes};
+
+    std::vector<std::string> identities;
+    CLI::App *pod_name =
+        app.add_subcommand("pod-name", "Print the pod name the gateway derives for each identity");
+    add_naming_flags(*pod_name, naming);
+    pod_name->add_option("identity", identities, "One or more user identities")->required();
+
+    std::string event_path = "-";
+    CLI::App *check_event = app.add_subcommand(
+        "check-event", "Validate a creation event (JSON) as the consumer would, and explain why "
+                       "it would be rejected");
+    add_naming_flags(*check_event, naming);
+    check_event->add_option("file", event_path, "File holding the event, or - for stdin")
+        ->capture_default_str();
+
+    std::string script_name;
+    CLI::App *scripts = app.add_subcommand(
+        "redis-scripts", "List the Redis Lua scripts with their SHA1, KEYS and ARGV");
+    scripts->add_option("--source", script_name, "Print the Lua source of the named script");
+
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        if (pod_name->parsed()) {
+            return pod_router::controller::print_pod_names(naming, identities, std::cout,
+                                                           std::cerr);
+        }
+        if (check_event->parsed()) {
+            return pod_router::controller::check_creation_event(naming, event_path, std::cin,
+                                                                std::cout, std::cerr);
+        }
+        if (scripts->parsed()) {
+            return pod_router::controller::print_redis_scripts(script_name, std::cout, std::cerr);
+        }
+    } catch (const std::exception &error) {
+        std::cerr << "pod-router-controller: " << error.what() << "\n";
+        return 70; // EX_SOFTWARE
+    }
+    return 2;
+}
