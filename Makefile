@@ -11,7 +11,7 @@ CMAKE_FLAGS ?=
 CXX_SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null)
 LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 2>/dev/null)
 
-.PHONY: all build configure test unit test-unit test-integration test-nginx run fuzz \
+.PHONY: all build configure test test-unit test-integration run fuzz \
         format format-check lint clean help deps
 
 all: build
@@ -20,9 +20,9 @@ help:
 	@echo "make             build the nginx module and the controller into $(BUILD_DIR)/"
 	@echo "make run         install what is missing, build, start the local stack"
 	@echo "make test        every test tier (unit, fuzz corpus, Redis, nginx); summary last"
-	@echo "make test-unit   only the unit tier (no servers)"
+	@echo "make test-unit   only the unit tier (no servers); also test-integration"
 	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
-	@echo "make format      clang-format the C++ sources"
+	@echo "make format      clang-format the C++ sources (format-check: only report)"
 	@echo "make lint        clang-tidy and cppcheck, warnings are errors"
 	@echo "make clean       remove $(BUILD_DIR)/ and $(FUZZ_DIR)/"
 
@@ -37,14 +37,15 @@ configure: $(BUILD_DIR)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# CTest runs every tier; its closing summary is the last thing printed.
 test: build
-	scripts/run-tests.sh $(BUILD_DIR)
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-test-unit: build
-	scripts/run-tests.sh $(BUILD_DIR) -L unit
+test-unit: CTEST_ARGS = -L unit
+test-unit: test
 
-test-integration: build
-	scripts/run-tests.sh $(BUILD_DIR) -L integration
+test-integration: CTEST_ARGS = -L integration
+test-integration: test
 
 run:
 	scripts/run.sh

@@ -3,6 +3,7 @@
 #include "pod_router/pod_router_core.h"
 
 #include <cstring>
+#include <memory>
 #include <new>
 
 #include "pod_router/creation_event.hpp"
@@ -120,7 +121,8 @@ pr_status_t pr_naming_create(const char *prefix, size_t prefix_len, size_t max_i
         if (!policy) {
             return report(policy.error(), err, err_size);
         }
-        *naming = new pr_naming_s{std::move(policy).value()};
+        auto owned = std::make_unique<pr_naming_s>(pr_naming_s{std::move(policy).value()});
+        *naming = owned.release(); // the caller owns it until pr_naming_destroy()
         return PR_OK;
     } catch (const std::bad_alloc &) {
         return report_internal("out of memory", err, err_size);
@@ -130,7 +132,8 @@ pr_status_t pr_naming_create(const char *prefix, size_t prefix_len, size_t max_i
 }
 
 void pr_naming_destroy(pr_naming_t *naming) {
-    delete naming;
+    // Takes back the ownership pr_naming_create() handed out.
+    std::unique_ptr<pr_naming_s> owned(naming);
 }
 
 pr_status_t pr_pod_name(const pr_naming_t *naming, const char *identity, size_t identity_len,

@@ -1,6 +1,5 @@
 #include "pod_router/creation_event.hpp"
 
-#include <cstdlib>
 #include <memory>
 
 #include <jansson.h>
@@ -12,10 +11,6 @@ struct JsonDecref {
     void operator()(json_t *json) const noexcept { json_decref(json); }
 };
 using JsonPtr = std::unique_ptr<json_t, JsonDecref>;
-
-struct FreeDeleter {
-    void operator()(char *text) const noexcept { std::free(text); }
-};
 
 // Year 3000: rejects seconds-instead-of-milliseconds mistakes in one
 // direction and garbage in the other.
@@ -121,12 +116,15 @@ Expected<std::string> encode_creation_event(const CreationEvent &event,
     if (!built) {
         return Error{ErrorCode::kInternal, "out of memory building a creation event"};
     }
-    std::unique_ptr<char, FreeDeleter> text(
-        json_dumps(object.get(), JSON_COMPACT | JSON_PRESERVE_ORDER));
-    if (!text) {
+    // json_dumpb with no buffer returns the size needed; then fill a string
+    // directly, with no malloc'ed copy to free.
+    constexpr std::size_t kFlags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+    const std::size_t size = json_dumpb(object.get(), nullptr, 0, kFlags);
+    std::string text(size, '\0');
+    if (size == 0 || json_dumpb(object.get(), text.data(), text.size(), kFlags) != size) {
         return Error{ErrorCode::kInternal, "cannot serialise a creation event"};
     }
-    return std::string(text.get());
+    return text;
 }
 
 Expected<CreationEvent> decode_creation_event(std::string_view json, const NamingPolicy &policy) {

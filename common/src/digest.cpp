@@ -16,7 +16,7 @@ Expected<std::string> hex_digest(const EVP_MD *algorithm, std::string_view data)
     }
     static constexpr char kHexDigits[] = "0123456789abcdef";
     std::string hex;
-    hex.reserve(digest_length * 2);
+    hex.reserve(static_cast<std::size_t>(digest_length) * 2);
     for (unsigned int i = 0; i < digest_length; ++i) {
         hex.push_back(kHexDigits[digest[i] >> 4]);
         hex.push_back(kHexDigits[digest[i] & 0x0f]);

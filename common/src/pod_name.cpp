@@ -1,7 +1,6 @@
 #include "pod_router/pod_name.hpp"
 
 #include <cstdint>
-#include <cstdio>
 
 #include "digest.hpp"
 
@@ -16,10 +15,14 @@ bool is_lower_letter(char c) noexcept {
     return c >= 'a' && c <= 'z';
 }
 
+// "U+000A": at least four upper-case hex digits, as Unicode writes them.
 std::string format_code_point(std::uint32_t code_point) {
-    char text[16];
-    std::snprintf(text, sizeof text, "U+%04X", static_cast<unsigned>(code_point));
-    return text;
+    static constexpr char kHexDigits[] = "0123456789ABCDEF";
+    std::string digits;
+    for (; code_point != 0 || digits.size() < 4; code_point >>= 4U) {
+        digits.insert(digits.begin(), kHexDigits[code_point & 0xfU]);
+    }
+    return "U+" + digits;
 }
 
 Error control_character_error(std::uint32_t code_point, std::size_t offset) {

@@ -24,9 +24,7 @@ void add_naming_flags(CLI::App &command, pod_router::controller::NamingOptions &
         ->check(CLI::Range(std::size_t{1}, pod_router::kMaxIdentityBytesLimit));
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
+int run(int argc, char **argv) {
     CLI::App app{"pod-router-controller: creates a Kubernetes pod for each user on demand, "
                  "and reaps idle ones.\nThe offline subcommands below answer questions from the "
                  "shared naming and Redis schema rules without touching any server.",
@@ -58,21 +56,28 @@ int main(int argc, char **argv) {
 
     CLI11_PARSE(app, argc, argv);
 
-    try {
-        if (pod_name->parsed()) {
-            return pod_router::controller::print_pod_names(naming, identities, std::cout,
-                                                           std::cerr);
-        }
-        if (check_event->parsed()) {
-            return pod_router::controller::check_creation_event(naming, event_path, std::cin,
-                                                                std::cout, std::cerr);
-        }
-        if (scripts->parsed()) {
-            return pod_router::controller::print_redis_scripts(script_name, std::cout, std::cerr);
-        }
-    } catch (const std::exception &error) {
-        std::cerr << "pod-router-controller: " << error.what() << "\n";
-        return 70; // EX_SOFTWARE
+    if (pod_name->parsed()) {
+        return pod_router::controller::print_pod_names(naming, identities, std::cout, std::cerr);
+    }
+    if (check_event->parsed()) {
+        return pod_router::controller::check_creation_event(naming, event_path, std::cin, std::cout,
+                                                            std::cerr);
+    }
+    if (scripts->parsed()) {
+        return pod_router::controller::print_redis_scripts(script_name, std::cout, std::cerr);
     }
     return 2;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception &error) {
+        std::cerr << "pod-router-controller: " << error.what() << "\n";
+    } catch (...) {
+        std::cerr << "pod-router-controller: unexpected error\n";
+    }
+    return 70; // EX_SOFTWARE
 }

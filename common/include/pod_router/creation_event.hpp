@@ -15,7 +15,7 @@ inline constexpr int kCreationEventVersion = 1;
 inline constexpr std::string_view kCreationEventContentType = "application/json";
 // Far above the largest valid event (4 KiB identity, escaped), far below what
 // would let a hostile message make the decoder allocate much.
-inline constexpr std::size_t kMaxCreationEventBytes = 64 * 1024;
+inline constexpr std::size_t kMaxCreationEventBytes = 65536;
 inline constexpr std::size_t kMaxRequestIdLength = 64;
 
 struct CreationEvent {

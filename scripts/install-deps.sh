@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that pod-router's build, local stack and
+# tests need. Idempotent: does nothing when everything is present. As root it
+# installs what is missing; otherwise it prints the exact command to run.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/install-deps.sh [--check] [--list]
+
+Installs what is missing of the packages pod-router needs (Debian 12).
+
+  --check   only report what is missing; exit 1 if anything is
+  --list    print every package, one per line, and exit
+EOF
+}
+
+# One group per need, so that a missing package says why it is wanted.
+build_packages=(
+    g++ make cmake pkg-config
+    nginx nginx-dev                 # the packaged nginx, and its source tree + flags for modules
+    libjansson-dev libssl-dev       # the shared core: JSON, digests
+    libhiredis-dev librabbitmq-dev  # the module and controller: Redis, RabbitMQ
+    libcurl4-openssl-dev            # the controller: Kubernetes API
+    libcli11-dev                    # the controller: command line
+)
+stack_packages=(
+    redis-server rabbitmq-server
+)
+test_packages=(
+    libcmocka-dev
+    python3 python3-pytest
+)
+tool_packages=(
+    clang-14 libclang-rt-14-dev     # make fuzz (libFuzzer, sanitizers)
+    clang-format clang-tidy cppcheck # make format, make lint
+)
+packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
+
+check_only=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --check) check_only=true ;;
+    --list) printf '%s\n' "${packages[@]}"; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "install-deps.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps.sh: this script needs a Debian-based system (dpkg-query not found)" >&2
+    exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$package")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps.sh: all ${#packages[@]} packages are installed"
+    exit 0
+fi
+
+echo "install-deps.sh: missing ${#missing[@]} of ${#packages[@]} packages: ${missing[*]}"
+if $check_only; then
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: not root; run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+fi
+
+# Debian starts a service when its package is installed. pod-router starts
+# its own Redis, RabbitMQ and nginx on its own ports and folders, so keep the
+# system-wide ones from starting (and from holding ports 80, 5672, 6379),
+# unless the machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Retries and a timeout: a slow mirror must not hang CI for its whole budget.
+apt_options=(-o Acquire::Retries=3 -o Acquire::http::Timeout=60 -o DPkg::Lock::Timeout=120)
+apt-get "${apt_options[@]}" update -q
+apt-get "${apt_options[@]}" install -y -q --no-install-recommends "${missing[@]}"
+
+still_missing=()
+for package in "${missing[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    [ "$status" = installed ] || still_missing+=("$package")
+done
+if [ ${#still_missing[@]} -ne 0 ]; then
+    echo "install-deps.sh: still missing after apt-get: ${still_missing[*]}" >&2
+    exit 1
+fi
+echo "install-deps.sh: installed ${missing[*]}"
