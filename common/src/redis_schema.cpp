@@ -8,11 +8,28 @@
 namespace pod_router {
 namespace {
 
-// Shared by every script: milliseconds since the epoch by the Redis clock.
+// Shared by every script: milliseconds since the epoch by the Redis clock,
+// and the guard of the controller's transitions (KEYS[1] is the session):
+// a session being reaped is not resurrected, a session of another identity
+// is not touched, and a session that expired meanwhile is opened again so
+// that a pod which exists is always recorded.
 constexpr std::string_view kLuaPrelude = R"lua(
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function open_session_for(pod, identity, now)
+  local state, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+  if state == 'terminating' then
+    return 'terminating'
+  end
+  if state and owner ~= identity then
+    return 'conflict'
+  end
+  if not state then
+    redis.call('HSET', KEYS[1], 'identity', identity, 'pod', pod, 'created_ms', now)
+  end
+  return nil
 end
 )lua";
 
@@ -54,16 +71,10 @@ return {'create'}
 // the same, so that it is in the activity set and will be reaped, never
 // orphaned. A session being reaped is not resurrected.
 constexpr std::string_view kMarkReadyBody = R"lua(
-local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
-if state == 'terminating' then
-  return 'terminating'
-end
-if state and identity ~= ARGV[2] then
-  return 'conflict'
-end
 local now = now_ms()
-if not state then
-  redis.call('HSET', KEYS[1], 'identity', ARGV[2], 'pod', ARGV[1], 'created_ms', now)
+local refused = open_session_for(ARGV[1], ARGV[2], now)
+if refused then
+  return refused
 end
 redis.call('HSET', KEYS[1], 'state', 'ready', 'ip', ARGV[3], 'port', ARGV[4],
   'ready_ms', now, 'updated_ms', now)
@@ -79,16 +90,10 @@ return 'ok'
 // retries creation. It leaves the activity set: deleting a failed pod is the
 // controller's job at the moment it fails, not the reaper's.
 constexpr std::string_view kMarkFailedBody = R"lua(
-local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
-if state == 'terminating' then
-  return 'terminating'
-end
-if state and identity ~= ARGV[2] then
-  return 'conflict'
-end
 local now = now_ms()
-if not state then
-  redis.call('HSET', KEYS[1], 'identity', ARGV[2], 'pod', ARGV[1], 'created_ms', now)
+local refused = open_session_for(ARGV[1], ARGV[2], now)
+if refused then
+  return refused
 end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', ARGV[3], 'updated_ms', now)
 redis.call('HDEL', KEYS[1], 'ip', 'port')

@@ -1,20 +1,10 @@
 // Fuzz target: the creation event decoder. Any bytes either give a clear
 // error or an event that re-encodes and decodes to the same fields.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
+#include "fuzz_require.hpp"
 #include "pod_router/creation_event.hpp"
-
-namespace {
-
-void require(bool condition) {
-    if (!condition) {
-        std::abort();
-    }
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
     static const pod_router::NamingPolicy policy = pod_router::NamingPolicy::create().value();

@@ -1,21 +1,11 @@
 // Fuzz target: the name rule. Any bytes either give a clear rejection or a
 // valid, deterministic pod name whose form (kept or hashed) is unambiguous.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "fuzz_require.hpp"
 #include "pod_router/pod_name.hpp"
-
-namespace {
-
-void require(bool condition) {
-    if (!condition) {
-        std::abort();
-    }
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
     static const pod_router::NamingPolicy policy = pod_router::NamingPolicy::create().value();
