@@ -4,6 +4,7 @@
 MAKEFLAGS   += --no-print-directory
 BUILD_DIR   ?= build
 FUZZ_DIR    ?= build-fuzz
+ASAN_DIR    ?= build-asan
 FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -11,7 +12,7 @@ CMAKE_FLAGS ?=
 CXX_SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null)
 LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 2>/dev/null)
 
-.PHONY: all build configure test test-unit test-integration run fuzz \
+.PHONY: all build configure test test-unit test-integration test-asan run fuzz \
         format format-check lint clean help deps
 
 all: build
@@ -21,10 +22,11 @@ help:
 	@echo "make run         install what is missing, build, start the local stack"
 	@echo "make test        every test tier (unit, fuzz corpus, Redis, nginx); summary last"
 	@echo "make test-unit   only the unit tier (no servers); also test-integration"
+	@echo "make test-asan   the tests again under ASan and UBSan (all but the nginx module)"
 	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
 	@echo "make format      clang-format the C++ sources (format-check: only report)"
 	@echo "make lint        clang-tidy and cppcheck, warnings are errors"
-	@echo "make clean       remove $(BUILD_DIR)/ and $(FUZZ_DIR)/"
+	@echo "make clean       remove $(BUILD_DIR)/, $(FUZZ_DIR)/ and $(ASAN_DIR)/"
 
 deps:
 	scripts/install-deps.sh
@@ -46,6 +48,14 @@ test-unit: test
 
 test-integration: CTEST_ARGS = -L integration
 test-integration: test
+
+# The same tests with ASan and UBSan, except the module: a sanitized .so
+# cannot load into the packaged (unsanitized) nginx.
+test-asan:
+	cmake -S . -B $(ASAN_DIR) -DPOD_ROUTER_SANITIZE=ON -DPOD_ROUTER_NGINX_MODULE=OFF \
+	  -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE style
 
 run:
 	scripts/run.sh
@@ -69,4 +79,4 @@ lint: configure
 	  --suppress=missingIncludeSystem $(LINT_SOURCES)
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(ASAN_DIR)
