@@ -26,14 +26,16 @@ build_packages=(
 )
 stack_packages=(
     redis-server rabbitmq-server
+    python3 openssl                 # kube-sim, the local Kubernetes API (and its certificates)
 )
 test_packages=(
     libcmocka-dev
-    python3 python3-pytest
+    python3-pytest python3-kubernetes
 )
 tool_packages=(
     clang-14 libclang-rt-14-dev     # make fuzz (libFuzzer, sanitizers)
     clang-format clang-tidy cppcheck # make format, make lint
+    python3-pyflakes                # make test's style tier for the Python code
 )
 packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
 
@@ -58,6 +60,12 @@ for package in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
     [ "$status" = installed ] || missing+=("$package")
 done
+
+# kubectl is not in Debian 12's archive at a usable version; the machine
+# image brings it. The kube-sim tests drive it, so say so early.
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "install-deps.sh: warning: kubectl is not on the PATH; the kube-sim tests need kubectl 1.32" >&2
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps.sh: all ${#packages[@]} packages are installed"

@@ -1,0 +1,413 @@
+"""HTTP(S) front of kube-sim: authentication, discovery, OpenAPI, resource
+requests, chunked watch streams, one log line per request, and main()."""
+
+import argparse
+import base64
+import ipaddress
+import json
+import logging
+import os
+import select
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import api, errors, openapi, resources
+from .auth import Authenticator, Authorizer, Request, read_tokens, write_default_tokens
+from .images import ImageMap
+from .kubelet import Kubelet
+from .store import Store
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # kube-apiserver's request size limit
+VERSION = {
+    "major": "1", "minor": "32", "gitVersion": "v1.32.0-kube-sim", "gitCommit": "kube-sim",
+    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
+    "compiler": "gc", "platform": "linux/amd64",
+}
+UNAUTHENTICATED_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+log = logging.getLogger("kube-sim")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kube-sim"
+
+    # One line per request, written by _finish; silence the default log.
+    def log_message(self, format, *args):  # noqa: A002 (BaseHTTPRequestHandler's name)
+        pass
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _read_body(self):
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            raise errors.ApiError(411, "LengthRequired", "chunked request bodies are not supported")
+        if not length:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            raise errors.bad_request("invalid Content-Length") from None
+        if size > MAX_BODY_BYTES:
+            raise errors.ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        return self.rfile.read(size)
+
+    def _send(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self._bytes = len(data)
+        return status
+
+    def _client_gone(self):
+        """A watch client sends nothing after its request: readable means closed."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            self.connection.settimeout(0.0)
+            try:
+                return self.connection.recv(1) == b""
+            finally:
+                self.connection.settimeout(None)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except OSError:
+            return True
+
+    def _stream(self, events):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+        sent = 0
+        try:
+            for event in events:
+                if event is None:
+                    if self._client_gone():
+                        break
+                    continue
+                data = (json.dumps(event) + "\n").encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                sent += 1
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            self.close_connection = True
+        finally:
+            events.close()
+        self._bytes = sent
+        return 200
+
+    def _dispatch(self, method):
+        started = time.monotonic()
+        self._bytes = 0
+        user_name = "-"
+        status = 500
+        try:
+            parsed = urllib.parse.urlsplit(self.path)
+            path = parsed.path.rstrip("/") or "/"
+            query = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query, keep_blank_values=True).items()}
+            if path in UNAUTHENTICATED_PATHS and method == "GET":
+                status = self._send(200, VERSION) if path == "/version" else self._send(200, b"ok", "text/plain")
+                return
+            body = self._read_body()
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if body and ("protobuf" in content_type or "cbor" in content_type):
+                raise errors.unsupported_media_type(content_type)
+            user = self.server.authenticator.authenticate(self.headers.get("Authorization"))
+            user_name = user.name
+            status = self._serve(user, method, path, query, body)
+        except errors.ApiError as error:
+            status = self._send(error.code, error.status())
+        except Exception as error:  # a bug must answer 500, not kill the connection silently
+            log.exception("internal error serving %s %s", method, self.path)
+            status = self._send(500, errors.ApiError(500, "InternalError", f"Internal error occurred: {error}").status())
+        finally:
+            log.info("%s %s %d %s %dms user=%s", method, self.path, status, self._bytes,
+                     int((time.monotonic() - started) * 1000), user_name)
+
+    def _serve(self, user, method, path, query, body):
+        server = self.server
+        if method == "GET":
+            document = self._discovery(path)
+            if document is not None:
+                server.authorizer.check(user, Request("get", path=path))
+                return self._send(200, document)
+            if path.startswith("/openapi/"):
+                server.authorizer.check(user, Request("get", path=path))
+                document = openapi.document(path, query)
+                if document is None:
+                    raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                return self._send(200, document)
+        route = api.route(path)
+        if route is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.subresource == "log" and method == "GET":
+            server.authorizer.check(user, Request("get", route.rtype, route.namespace, route.name, "log"))
+            data = server.kubelet.read_log(route.namespace, route.name, query.get("container", ""))
+            return self._send(200, data, "text/plain")
+        status, result = server.api.handle(user, method, route, query, self.headers, body)
+        if hasattr(result, "__next__"):
+            return self._stream(result)
+        if isinstance(result, dict) and result.get("kind") == "Table":
+            return self._send(status, result, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        return self._send(status, result)
+
+    def _discovery(self, path):
+        address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        if path == "/api":
+            return resources.core_versions(address)
+        if path == "/apis":
+            return resources.group_list()
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) == 2:
+            return resources.resource_list("", parts[1])
+        if parts[0] == "apis" and len(parts) == 2:
+            return resources.group(parts[1])
+        if parts[0] == "apis" and len(parts) == 3:
+            return resources.resource_list(parts[1], parts[2])
+        return None
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address, tls_context=None):
+        super().__init__(address, Handler)
+        self.tls_context = tls_context
+
+    def get_request(self):
+        connection, address = super().get_request()
+        if self.tls_context is not None:
+            # The handshake happens in the request's thread, on first read, so
+            # one slow client cannot hold up accept().
+            connection = self.tls_context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+
+def _generate_certificates(state_dir):
+    """A CA and a serving certificate for 127.0.0.1 and localhost, made once."""
+    ca_cert, server_cert, server_key = (state_dir / n for n in ("ca.crt", "server.crt", "server.key"))
+    if ca_cert.exists() and server_cert.exists() and server_key.exists():
+        return ca_cert, server_cert, server_key
+    ca_key, csr, extensions = state_dir / "ca.key", state_dir / "server.csr", state_dir / "server.ext"
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                          "extendedKeyUsage=serverAuth\n")
+    commands = [
+        ["openssl", "req", "-x509", *curve, "-keyout", ca_key, "-out", ca_cert, "-days", "3650",
+         "-subj", "/CN=kube-sim-ca"],
+        ["openssl", "req", *curve, "-keyout", server_key, "-out", csr, "-subj", "/CN=kube-sim"],
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", server_cert, "-days", "3650", "-extfile", extensions],
+    ]
+    for command in commands:
+        subprocess.run([str(part) for part in command], check=True, capture_output=True, timeout=60)
+    for path in (ca_key, server_key):
+        path.chmod(0o600)
+    return ca_cert, server_cert, server_key
+
+
+def _write_kubeconfig(path, server_url, token, ca_cert, user):
+    cluster = {"server": server_url}
+    if ca_cert is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kube-sim", "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "kube-sim", "context": {"cluster": "kube-sim", "user": user,
+                                                      "namespace": "default"}}],
+        "current-context": "kube-sim",
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(config, indent=2) + "\n")
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="kube-sim",
+        description="A local Kubernetes API server and kubelet stand-in: pods run as local "
+                    "processes, each on its own 127.x.y.z address. See docs/kube-sim.md.",
+    )
+    parser.add_argument("--state-dir", required=True, type=Path,
+                        help="folder for kubeconfigs, tokens, certificates and pod logs")
+    parser.add_argument("--address", default="127.0.0.1", help="listen address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=6443,
+                        help="listen port, 0 for any free one (default %(default)s)")
+    parser.add_argument("--insecure-http", action="store_true",
+                        help="serve plain HTTP instead of HTTPS with a generated CA")
+    parser.add_argument("--token-file", type=Path,
+                        help="tokens in kube-apiserver's --token-auth-file format; default: generated")
+    parser.add_argument("--service-account", action="append", default=[], metavar="NAMESPACE/NAME",
+                        help="also generate a token and a kubeconfig for this service account "
+                             "(repeatable; default pod-router-system/pod-router-controller)")
+    parser.add_argument("--pod-cidr", default="127.1.0.0/16",
+                        help="where pod IPs come from, inside 127.0.0.0/8 so that they reach "
+                             "loopback; give two kube-sims on one machine different ones "
+                             "(default %(default)s)")
+    parser.add_argument("--image-map", type=Path, help="JSON file mapping images to commands")
+    parser.add_argument("--demo-runtime", choices=("shared", "process"), default="shared",
+                        help="serve demo-image pods from one in-process server (shared) or a "
+                             "process each (default %(default)s)")
+    parser.add_argument("--start-delay", type=float, default=1.0,
+                        help="seconds from scheduling to container start, for image pull and "
+                             "start (default %(default)s)")
+    parser.add_argument("--crash-backoff", type=float, default=10.0,
+                        help="first CrashLoopBackOff delay in seconds, doubled per restart up to "
+                             "300 (default %(default)s)")
+    parser.add_argument("--watch-history", type=int, default=20000,
+                        help="watch events kept for resuming; older versions get 410 Expired")
+    parser.add_argument("--bookmark-interval", type=float, default=60.0,
+                        help="seconds between BOOKMARK events on watches that allow them "
+                             "(default %(default)s, about kube-apiserver's)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    args = parser.parse_args(argv)
+    accounts = []
+    for entry in args.service_account or ["pod-router-system/pod-router-controller"]:
+        namespace, _, name = entry.partition("/")
+        if not namespace or not name:
+            parser.error(f"--service-account wants NAMESPACE/NAME, got {entry!r}")
+        accounts.append((namespace, name))
+    args.service_accounts = accounts
+    try:
+        cidr = ipaddress.ip_network(args.pod_cidr)
+    except ValueError as error:
+        parser.error(f"--pod-cidr: {error}")
+    if not cidr.subnet_of(ipaddress.ip_network("127.0.0.0/8")) or cidr.num_addresses < 4:
+        parser.error("--pod-cidr must lie inside 127.0.0.0/8 and hold at least 4 addresses")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    state_dir = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("kubeconfig",):
+        (state_dir / stale).unlink(missing_ok=True)
+
+    try:
+        images = ImageMap.load(args.image_map, demo_as_process=args.demo_runtime == "process")
+    except (OSError, ValueError) as error:
+        print(f"kube-sim: cannot load the image map: {error}", file=sys.stderr)
+        return 2
+
+    tokens_path = args.token_file or state_dir / "tokens.csv"
+    if args.token_file is None:
+        write_default_tokens(tokens_path, args.service_accounts)
+        tokens_path.chmod(0o600)
+    try:
+        users = read_tokens(tokens_path)
+    except (OSError, ValueError) as error:
+        print(f"kube-sim: cannot read tokens: {error}", file=sys.stderr)
+        return 2
+
+    tls_context, ca_cert = None, None
+    if not args.insecure_http:
+        try:
+            ca_cert, server_cert, server_key = _generate_certificates(state_dir)
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"kube-sim: cannot make TLS certificates with openssl: {error}", file=sys.stderr)
+            return 2
+        tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_context.load_cert_chain(server_cert, server_key)
+
+    from .demo_pod import DemoHost  # imported here: only the kubelet needs it
+
+    store = Store(history_limit=args.watch_history)
+    for namespace in DEFAULT_NAMESPACES:
+        store.create(resources.namespaces(), "", {"metadata": {"name": namespace},
+                                                  "spec": {"finalizers": ["kubernetes"]},
+                                                  "status": {"phase": "Active"}})
+    demo_host = DemoHost()
+    demo_host.start()
+    kubelet = Kubelet(store, images, demo_host, state_dir, args.start_delay, args.crash_backoff,
+                      args.pod_cidr)
+    try:
+        server = Server((args.address, args.port), tls_context)
+    except OSError as error:
+        print(f"kube-sim: cannot listen on {args.address}:{args.port}: {error}", file=sys.stderr)
+        demo_host.stop()
+        return 1
+    server.authenticator = Authenticator(users)
+    server.authorizer = Authorizer(store)
+    server.kubelet = kubelet
+    server.api = api.Api(store, server.authorizer, kubelet, args.bookmark_interval)
+    kubelet.start()
+
+    host, port = server.server_address[:2]
+    url = f"{'http' if args.insecure_http else 'https'}://{host}:{port}"
+    token_of = {user.name: token for token, user in users.items()}
+    admin = next((t for t, u in users.items() if "system:masters" in u.groups), None)
+    for namespace, name in args.service_accounts:
+        account = f"system:serviceaccount:{namespace}:{name}"
+        if account in token_of:
+            _write_kubeconfig(state_dir / f"kubeconfig.{namespace}.{name}", url, token_of[account],
+                              ca_cert, account)
+    if admin is not None:
+        _write_kubeconfig(state_dir / "kubeconfig", url, admin, ca_cert, "kube-sim-admin")
+    log.info("serving on %s; admin kubeconfig %s", url, state_dir / "kubeconfig")
+
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if not stopping.is_set():
+            stopping.set()
+            log.info("signal %d: stopping pods and the server", signum)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        kubelet.stop()
+        demo_host.stop()
+        server.server_close()
+        store.wake_watchers()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

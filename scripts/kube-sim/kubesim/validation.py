@@ -1,0 +1,174 @@
+"""Validation and defaulting on create and update, with kube-apiserver's
+messages for the cases pod-router meets (names, required pod fields)."""
+
+import re
+import secrets
+import string
+
+from . import errors
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL_RE = re.compile(rf"^{_LABEL}$")
+_SUBDOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+_SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used "
+    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+def name_problem(rule, name):
+    """The reason a name is invalid under a rule, or None."""
+    if rule == "label":
+        if len(name) > 63:
+            return "must be no more than 63 characters"
+        return None if _LABEL_RE.match(name) else _LABEL_MESSAGE
+    if rule == "subdomain":
+        if len(name) > 253:
+            return "must be no more than 253 characters"
+        return None if _SUBDOMAIN_RE.match(name) else _SUBDOMAIN_MESSAGE
+    if name in (".", "..") or "/" in name or "%" in name:
+        return 'may not contain "/" or "%" and may not be "." or ".."'
+    return None
+
+
+def _quoted(value):
+    return '"' + str(value).replace('"', '\\"') + '"'
+
+
+def assign_name(rtype, obj):
+    """metadata.name, or one made from generateName as the apiserver does."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise errors.invalid(rtype, "", [("metadata.name", "FieldValueRequired",
+                                          "Required value: name or generateName is required")])
+    name = meta.get("name")
+    if not name and meta.get("generateName"):
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"
+        name = meta["generateName"] + "".join(secrets.choice(alphabet) for _ in range(5))
+        meta["name"] = name
+    if not name:
+        raise errors.invalid(rtype, "", [("metadata.name", "FieldValueRequired",
+                                          "Required value: name or generateName is required")])
+    if not isinstance(name, str):
+        raise errors.bad_request("metadata.name must be a string")
+    problem = name_problem(rtype.name_rule, name)
+    if problem:
+        raise errors.invalid(rtype, name, [("metadata.name", "FieldValueInvalid",
+                                            f"Invalid value: {_quoted(name)}: {problem}")])
+    return name
+
+
+def check_metadata_maps(rtype, obj):
+    meta = obj["metadata"]
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise errors.invalid(rtype, meta["name"], [(f"metadata.{field}", "FieldValueInvalid",
+                                                        "Invalid value: must map strings to strings")])
+        if field == "labels":
+            for key, label in value.items():
+                if len(label) > 63 or (label and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", label)):
+                    raise errors.invalid(rtype, meta["name"], [(
+                        "metadata.labels", "FieldValueInvalid",
+                        f"Invalid value: {_quoted(label)}: a valid label must be an empty string or "
+                        "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                        "with an alphanumeric character",
+                    )])
+
+
+def _qos_class(containers):
+    requests_any = limits_any = False
+    guaranteed = True
+    for container in containers:
+        res = container.get("resources") or {}
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        requests_any |= bool(requests)
+        limits_any |= bool(limits)
+        for resource in ("cpu", "memory"):
+            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
+                guaranteed = False
+    if guaranteed and containers:
+        return "Guaranteed"
+    return "Burstable" if requests_any or limits_any else "BestEffort"
+
+
+def validate_and_default_pod(rtype, pod):
+    name = pod["metadata"]["name"]
+    spec = pod.get("spec")
+    causes = []
+    if not isinstance(spec, dict):
+        raise errors.invalid(rtype, name, [("spec.containers", "FieldValueRequired", "Required value")])
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(("spec.containers", "FieldValueRequired", "Required value"))
+        containers = []
+    seen = set()
+    for index, container in enumerate(containers):
+        where = f"spec.containers[{index}]"
+        if not isinstance(container, dict):
+            causes.append((where, "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        cname = container.get("name")
+        if not cname:
+            causes.append((f"{where}.name", "FieldValueRequired", "Required value"))
+        elif not isinstance(cname, str) or name_problem("label", cname):
+            causes.append((f"{where}.name", "FieldValueInvalid",
+                           f"Invalid value: {_quoted(cname)}: {_LABEL_MESSAGE}"))
+        elif cname in seen:
+            causes.append((f"{where}.name", "FieldValueDuplicate", f"Duplicate value: {_quoted(cname)}"))
+        seen.add(cname)
+        if not container.get("image"):
+            causes.append((f"{where}.image", "FieldValueRequired", "Required value"))
+        for pindex, port in enumerate(container.get("ports") or []):
+            number = port.get("containerPort") if isinstance(port, dict) else None
+            if not isinstance(number, int) or not 1 <= number <= 65535:
+                causes.append((f"{where}.ports[{pindex}].containerPort", "FieldValueInvalid",
+                               f"Invalid value: {number}: must be between 1 and 65535, inclusive"))
+    policy = spec.get("restartPolicy", "Always")
+    if policy not in ("Always", "OnFailure", "Never"):
+        causes.append(("spec.restartPolicy", "FieldValueNotSupported",
+                       f'Unsupported value: {_quoted(policy)}: supported values: "Always", "Never", "OnFailure"'))
+    if causes:
+        raise errors.invalid(rtype, name, causes)
+
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    for container in containers:
+        image = container["image"]
+        tag = image.rsplit("/", 1)[-1]
+        latest = ":" not in tag or tag.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        container.setdefault("resources", {})
+        for port in container.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+        for probe_field in ("readinessProbe", "livenessProbe", "startupProbe"):
+            probe = container.get(probe_field)
+            if isinstance(probe, dict):
+                probe.setdefault("timeoutSeconds", 1)
+                probe.setdefault("periodSeconds", 10)
+                probe.setdefault("successThreshold", 1)
+                probe.setdefault("failureThreshold", 3)
+                if isinstance(probe.get("httpGet"), dict):
+                    probe["httpGet"].setdefault("scheme", "HTTP")
+    pod["status"] = {"phase": "Pending", "qosClass": _qos_class(containers)}
+
+
+def random_suffix(length=10):
+    return "".join(secrets.choice(string.hexdigits.lower()[:16]) for _ in range(length))
