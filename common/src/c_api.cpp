@@ -78,7 +78,7 @@ std::string_view view(const char *data, std::size_t length) noexcept {
 }
 
 bool script_in_range(pr_script_t script) noexcept {
-    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_ABANDON_CREATION;
+    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_TOUCH;
 }
 
 } // namespace
@@ -105,6 +105,10 @@ const char *pr_status_name(pr_status_t status) {
         return "buffer too small";
     case PR_INTERNAL_ERROR:
         return "internal error";
+    case PR_UNAVAILABLE:
+        return "unavailable";
+    case PR_BAD_REPLY:
+        return "bad reply";
     }
     return "unknown status";
 }

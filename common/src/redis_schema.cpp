@@ -33,8 +33,9 @@ local function open_session_for(pod, identity, now)
 end
 )lua";
 
-// A ready session is touched on every request: the activity score is what
-// the reaper reads, so idleness counts from the last request. The lock is
+// A ready session is touched (unless ARGV[6] is '0': the gateway touched it
+// recently): the activity score is what the reaper reads, so idleness
+// counts from the last request. The lock is
 // taken with SET NX: exactly one request across all gateway replicas gets
 // 'create' and publishes; the rest wait. A pending session whose lock has
 // expired (its creator died, or the event was lost) is taken over the same
@@ -46,7 +47,9 @@ if state and identity ~= ARGV[1] then
   return {'conflict'}
 end
 if state == 'ready' then
-  redis.call('ZADD', KEYS[3], now_ms(), ARGV[2])
+  if ARGV[6] ~= '0' then
+    redis.call('ZADD', KEYS[3], now_ms(), ARGV[2])
+  end
   return {'ready', ip, port}
 end
 if state == 'failed' then
@@ -137,6 +140,17 @@ redis.call('PUBLISH', ARGV[2], 'gone ' .. ARGV[1])
 return 'ok'
 )lua";
 
+// The gateway's activity report for a user it served without asking Redis
+// (cached address, long-lived connection). XX semantics: a session that was
+// reaped meanwhile is not brought back into the activity set.
+constexpr std::string_view kTouchBody = R"lua(
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 'gone'
+end
+redis.call('ZADD', KEYS[1], now_ms(), ARGV[1])
+return 'ok'
+)lua";
+
 // Compare-and-delete: a gateway that could not publish gives the lock back
 // so the next request retries at once, without touching a newer owner's lock.
 constexpr std::string_view kAbandonCreationBody = R"lua(
@@ -158,7 +172,7 @@ struct ScriptText {
 
 constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
     {Script::kRoute, "route", "session, creation_lock, activity",
-     "identity, pod, request_id, lock_ttl_ms, pending_ttl_ms",
+     "identity, pod, request_id, lock_ttl_ms, pending_ttl_ms, touch (1 or 0)",
      "{ready, ip, port} | {create} | {pending} | {failed, reason} | {terminating} | {conflict}",
      kRouteBody},
     {Script::kMarkReady, "mark_ready", "session, creation_lock, activity",
@@ -172,6 +186,7 @@ constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
      "ok | changed", kFinishReapBody},
     {Script::kAbandonCreation, "abandon_creation", "creation_lock", "request_id",
      "released | not-owner", kAbandonCreationBody},
+    {Script::kTouch, "touch", "activity", "pod", "ok | gone", kTouchBody},
 }};
 
 struct BuiltScripts {

@@ -97,6 +97,7 @@ def test_redis_scripts_are_listed_and_printable():
         b"begin_reap",
         b"finish_reap",
         b"abandon_creation",
+        b"touch",
     ]
     source = run("redis-scripts", "--source", "route")
     assert b"redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])" in source.stdout

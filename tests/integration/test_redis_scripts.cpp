@@ -100,10 +100,10 @@ struct Fixture {
     }
 
     ReplyPtr route(std::string_view identity, std::string_view request_id,
-                   std::string_view lock_ttl_ms = kLockTtlMs) {
+                   std::string_view lock_ttl_ms = kLockTtlMs, std::string_view touch = "1") {
         return run(Script::kRoute, {session(), lock(), keys.activity()},
                    {std::string(identity), std::string(kPod), std::string(request_id),
-                    std::string(lock_ttl_ms), std::string(kPendingTtlMs)});
+                    std::string(lock_ttl_ms), std::string(kPendingTtlMs), std::string(touch)});
     }
     ReplyPtr mark_ready(std::string_view identity = kIdentity) {
         return run(
@@ -320,6 +320,23 @@ void only_the_owner_abandons_a_lock(void **state) {
     assert_string_view_equal(word(f.route(kIdentity, "req-2")), "create");
 }
 
+void touching_is_the_gateways_choice_and_never_resurrects(void **state) {
+    Fixture &f = fixture_of(state);
+    assert_string_view_equal(word(f.run(Script::kTouch, {f.keys.activity()}, {std::string(kPod)})),
+                             "gone");
+    assert_string_view_equal(f.activity_score(), "(nil)");
+    assert_string_view_equal(word(f.mark_ready()), "ok");
+    const std::string ready_at = f.activity_score();
+
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    assert_string_view_equal(word(f.route(kIdentity, "req-1", kLockTtlMs, "0"), 0), "ready");
+    assert_string_view_equal(f.activity_score(), ready_at);
+
+    assert_string_view_equal(word(f.run(Script::kTouch, {f.keys.activity()}, {std::string(kPod)})),
+                             "ok");
+    assert_true(std::stoll(f.activity_score()) > std::stoll(ready_at));
+}
+
 void every_reply_word_is_one_the_core_knows(void **state) {
     Fixture &f = fixture_of(state);
     std::vector<ReplyPtr> replies;
@@ -350,6 +367,8 @@ int main() {
         cmocka_unit_test_setup_teardown(reaping_yields_to_recent_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(reap_cycle_makes_waiters_start_over, setup, teardown),
         cmocka_unit_test_setup_teardown(only_the_owner_abandons_a_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(touching_is_the_gateways_choice_and_never_resurrects, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(every_reply_word_is_one_the_core_knows, setup, teardown),
     };
     return cmocka_run_group_tests_name("redis_scripts", tests, nullptr, nullptr);

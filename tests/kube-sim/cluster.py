@@ -15,6 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+
+from polling import wait_until  # noqa: E402 (needs the path above)
+
 REPO = Path(__file__).resolve().parents[2]
 KUBE_SIM = REPO / "scripts" / "kube-sim" / "kube-sim"
 KUBECTL = os.environ.get("POD_ROUTER_KUBECTL", "kubectl")
@@ -118,15 +122,7 @@ class KubeSim:
         return self.process.returncode
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+wait_for = wait_until
 
 
 def pod_manifest(name, image="httpd:2.4", port=80, labels=None, probe=True, grace=None, **spec):

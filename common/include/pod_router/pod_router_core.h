@@ -39,7 +39,9 @@ typedef enum {
     PR_MALFORMED_EVENT,
     PR_UNSUPPORTED_VERSION,
     PR_BUFFER_TOO_SMALL,
-    PR_INTERNAL_ERROR
+    PR_INTERNAL_ERROR,
+    PR_UNAVAILABLE,
+    PR_BAD_REPLY
 } pr_status_t;
 
 int pr_core_api_version(void);
@@ -82,7 +84,8 @@ typedef enum {
     PR_SCRIPT_MARK_FAILED,
     PR_SCRIPT_BEGIN_REAP,
     PR_SCRIPT_FINISH_REAP,
-    PR_SCRIPT_ABANDON_CREATION
+    PR_SCRIPT_ABANDON_CREATION,
+    PR_SCRIPT_TOUCH
 } pr_script_t;
 
 /* Static strings, valid for the life of the process; NULL if out of range

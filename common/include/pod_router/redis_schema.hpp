@@ -84,6 +84,7 @@ enum class Script {
     kBeginReap,       // controller: claim an idle session for deletion
     kFinishReap,      // controller: pod deleted, forget the session
     kAbandonCreation, // gateway: publishing failed, release our own lock
+    kTouch,           // gateway: record activity it served without asking Redis
 };
 
 struct ScriptSpec {
@@ -96,7 +97,7 @@ struct ScriptSpec {
     std::string_view sha1;      // for EVALSHA; empty if OpenSSL could not hash
 };
 
-inline constexpr std::size_t kScriptCount = 6;
+inline constexpr std::size_t kScriptCount = 7;
 // Built once, on first use (which may throw std::bad_alloc).
 const std::array<ScriptSpec, kScriptCount> &all_scripts();
 const ScriptSpec &script_spec(Script script);

@@ -1,0 +1,44 @@
+/*
+ * Interpreting the route script's reply (docs/redis-schema.md) for the nginx
+ * module: what Redis says about a session becomes a decision, with every
+ * field that will reach a socket address, a response body or a log line
+ * validated first. A poisoned Redis must not be able to make the gateway
+ * connect anywhere, or print anything, it should not.
+ */
+
+#ifndef POD_ROUTER_ROUTE_REPLY_H
+#define POD_ROUTER_ROUTE_REPLY_H
+
+#include <pod_router/pod_router_core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* INET6_ADDRSTRLEN */
+#define PR_IP_SIZE 46
+#define PR_REASON_SIZE 256
+
+typedef struct {
+    pr_outcome_t  outcome;
+    /* PR_OUTCOME_READY: a literal IPv4 or IPv6 address and a port 1..65535 */
+    char          ip[PR_IP_SIZE];
+    unsigned      port;
+    /* PR_OUTCOME_FAILED: one line of printable ASCII, at most 255 bytes */
+    char          reason[PR_REASON_SIZE];
+} pr_route_result_t;
+
+/*
+ * elements/lengths: the reply array's strings in order. Returns PR_OK with
+ * result filled in, or PR_BAD_REPLY and a message when the reply is not one
+ * the route script can give.
+ */
+pr_status_t pr_route_reply_parse(const char *const *elements,
+    const size_t *lengths, size_t count, pr_route_result_t *result,
+    char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POD_ROUTER_ROUTE_REPLY_H */

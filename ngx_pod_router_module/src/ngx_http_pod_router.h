@@ -1,0 +1,221 @@
+
+/*
+ * Types and cross-file prototypes of ngx_http_pod_router_module, grouped by
+ * the file that defines them. A request's journey:
+ *
+ *   ngx_http_pod_router_handler.c   identity, route decision, parking, waking
+ *   ngx_http_pod_router_redis.c     hiredis on nginx's event loop, pub/sub
+ *   ngx_http_pod_router_amqp.c      publishing creation events in a thread pool
+ *   ngx_http_pod_router_upstream.c  the pod as an upstream peer; variables
+ *   ngx_http_pod_router_status.c    Prometheus metrics in shared memory
+ *   ngx_http_pod_router_module.c    directives and lifecycle
+ */
+
+
+#ifndef _NGX_HTTP_POD_ROUTER_H_INCLUDED_
+#define _NGX_HTTP_POD_ROUTER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <pod_router/amqp_publisher.h>
+#include <pod_router/pod_router_core.h>
+#include <pod_router/route_reply.h>
+
+
+#define NGX_HTTP_POD_ROUTER_WAIT_HOLD   0
+#define NGX_HTTP_POD_ROUTER_WAIT_PAGE   1
+#define NGX_HTTP_POD_ROUTER_WAIT_AUTO   2
+
+
+/* what happened to a request: $pod_router_status and the metrics' label */
+typedef enum {
+    NGX_HTTP_POD_ROUTER_NONE = 0,
+    NGX_HTTP_POD_ROUTER_HIT,
+    NGX_HTTP_POD_ROUTER_CACHE_HIT,
+    NGX_HTTP_POD_ROUTER_MISS,
+    NGX_HTTP_POD_ROUTER_WAIT,
+    NGX_HTTP_POD_ROUTER_STARTING,
+    NGX_HTTP_POD_ROUTER_TIMEOUT,
+    NGX_HTTP_POD_ROUTER_FAILED,
+    NGX_HTTP_POD_ROUTER_UNAVAILABLE,
+    NGX_HTTP_POD_ROUTER_OVERLOAD,
+    NGX_HTTP_POD_ROUTER_NO_IDENTITY,
+    NGX_HTTP_POD_ROUTER_BAD_IDENTITY,
+    NGX_HTTP_POD_ROUTER_FORBIDDEN,
+    NGX_HTTP_POD_ROUTER_CONFLICT,
+    NGX_HTTP_POD_ROUTER_OUTCOMES
+} ngx_http_pod_router_outcome_e;
+
+
+typedef struct {
+    ngx_str_t                   pod_name_prefix;
+    size_t                      max_identity_length;
+    pr_naming_t                *naming;
+
+    ngx_str_t                   redis_host;
+    in_port_t                   redis_port;
+    ngx_uint_t                  redis_db;
+    ngx_str_t                   redis_password;
+    ngx_msec_t                  redis_connect_timeout;
+    ngx_msec_t                  redis_timeout;
+    ngx_str_t                   redis_key_prefix;
+
+    ngx_str_t                   amqp_host;
+    in_port_t                   amqp_port;
+    ngx_str_t                   amqp_vhost;
+    ngx_str_t                   amqp_username;
+    ngx_str_t                   amqp_password;
+    ngx_str_t                   amqp_exchange;
+    ngx_str_t                   amqp_routing_key;
+    ngx_str_t                   amqp_queue;
+    ngx_msec_t                  amqp_timeout;
+    ngx_thread_pool_t          *thread_pool;
+    ngx_str_t                   thread_pool_name;
+
+    ngx_uint_t                  max_waiting;
+    ngx_msec_t                  cache_ttl;
+    ngx_uint_t                  cache_size;
+    ngx_msec_t                  touch_interval;
+    ngx_msec_t                  lock_ttl;
+    ngx_msec_t                  pending_ttl;
+    ngx_msec_t                  recheck_interval;
+
+    ngx_shm_zone_t             *metrics_zone;
+    ngx_int_t                   request_id_index;
+    ngx_flag_t                  configured;
+} ngx_http_pod_router_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_http_complex_value_t   *identity;
+    ngx_uint_t                  pod_port;
+    ngx_array_t                *allow_cidrs;        /* of ngx_cidr_t */
+    ngx_msec_t                  wait_timeout;
+    ngx_uint_t                  missing_identity_status;
+    ngx_uint_t                  wait_mode;
+} ngx_http_pod_router_loc_conf_t;
+
+
+typedef struct ngx_http_pod_router_op_s  ngx_http_pod_router_op_t;
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_str_t                   identity;
+    u_char                      pod[PR_POD_NAME_SIZE];
+    size_t                      pod_len;
+    ngx_str_t                   request_id;
+
+    ngx_uint_t                  phase;
+    ngx_int_t                   status;
+    ngx_http_pod_router_outcome_e  outcome;
+    ngx_str_t                   reason;
+
+    ngx_addr_t                  peer;
+    u_char                      peer_text[NGX_SOCKADDR_STRLEN];
+    ngx_sockaddr_t              peer_sockaddr;
+
+    ngx_http_pod_router_op_t   *op;
+    ngx_event_t                 deadline;
+    ngx_event_t                 recheck;
+    ngx_queue_t                 waiting;
+    ngx_msec_t                  parked_at;
+    ngx_queue_t                 active;
+    ngx_msec_t                  proxied_at;
+
+    unsigned                    created:1;
+    unsigned                    parked:1;
+    unsigned                    in_waiting_queue:1;
+    unsigned                    in_active_queue:1;
+} ngx_http_pod_router_ctx_t;
+
+
+/* ctx->phase */
+#define NGX_HTTP_POD_ROUTER_PHASE_START    0
+#define NGX_HTTP_POD_ROUTER_PHASE_BUSY     1
+#define NGX_HTTP_POD_ROUTER_PHASE_PROXY    2
+#define NGX_HTTP_POD_ROUTER_PHASE_FINAL    3
+
+
+/*
+ * An asynchronous operation (a Redis command, a publish) outlives the
+ * request that started it if the client goes away; ops live in a per-worker
+ * free list and forget their request (ctx = NULL) when it is freed.
+ */
+struct ngx_http_pod_router_op_s {
+    ngx_http_pod_router_ctx_t  *ctx;
+    ngx_http_pod_router_op_t   *next_free;
+    ngx_uint_t                  kind;
+    unsigned                    retried:1;
+};
+
+
+extern ngx_module_t  ngx_http_pod_router_module;
+
+
+/* ngx_http_pod_router_module.c */
+ngx_http_pod_router_main_conf_t *ngx_http_pod_router_main_conf(void);
+
+/* ngx_http_pod_router_handler.c */
+ngx_int_t ngx_http_pod_router_handler(ngx_http_request_t *r);
+void ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
+    pr_status_t rc, pr_route_result_t *result, const char *err);
+void ngx_http_pod_router_publish_done(ngx_http_pod_router_ctx_t *ctx,
+    ngx_int_t ok, const char *err);
+void ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len);
+void ngx_http_pod_router_wake_all(void);
+void ngx_http_pod_router_handler_init_worker(ngx_cycle_t *cycle);
+void ngx_http_pod_router_handler_exit_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_pod_router_send_buffer(ngx_http_request_t *r,
+    ngx_uint_t status, char *content_type, ngx_buf_t *b);
+ngx_http_pod_router_op_t *ngx_http_pod_router_op_get(
+    ngx_http_pod_router_ctx_t *ctx, ngx_uint_t kind);
+void ngx_http_pod_router_op_free(ngx_http_pod_router_op_t *op);
+
+/* ngx_http_pod_router_redis.c */
+ngx_int_t ngx_http_pod_router_redis_init_worker(ngx_cycle_t *cycle);
+void ngx_http_pod_router_redis_exit_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
+    ngx_uint_t touch);
+void ngx_http_pod_router_redis_abandon(u_char *pod, size_t pod_len,
+    u_char *request_id, size_t request_id_len);
+void ngx_http_pod_router_redis_touch(u_char *pod, size_t len);
+void ngx_http_pod_router_redis_cancel(ngx_http_pod_router_op_t *op,
+    ngx_uint_t timed_out);
+ngx_int_t ngx_http_pod_router_redis_subscribed(void);
+
+/* ngx_http_pod_router_amqp.c */
+ngx_int_t ngx_http_pod_router_amqp_publish(ngx_http_pod_router_ctx_t *ctx);
+
+/* ngx_http_pod_router_upstream.c */
+char *ngx_http_pod_router_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_pod_router_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_pod_router_status.c */
+typedef enum {
+    NGX_HTTP_POD_ROUTER_M_CACHE_HITS = NGX_HTTP_POD_ROUTER_OUTCOMES,
+    NGX_HTTP_POD_ROUTER_M_CACHE_MISSES,
+    NGX_HTTP_POD_ROUTER_M_REDIS_ERRORS,
+    NGX_HTTP_POD_ROUTER_M_EVENTS_PUBLISHED,
+    NGX_HTTP_POD_ROUTER_M_EVENTS_FAILED,
+    NGX_HTTP_POD_ROUTER_M_NOTIFICATIONS,
+    NGX_HTTP_POD_ROUTER_M_WAITING,
+    NGX_HTTP_POD_ROUTER_M_WAIT_COUNT,
+    NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS,
+    NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS,
+    NGX_HTTP_POD_ROUTER_M_COUNT = NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + 10
+} ngx_http_pod_router_metric_e;
+
+ngx_int_t ngx_http_pod_router_metrics_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+void ngx_http_pod_router_count(ngx_uint_t metric, ngx_atomic_int_t delta);
+void ngx_http_pod_router_observe_wait(ngx_msec_t ms);
+char *ngx_http_pod_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#endif /* _NGX_HTTP_POD_ROUTER_H_INCLUDED_ */

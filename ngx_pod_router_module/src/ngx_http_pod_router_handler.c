@@ -1,0 +1,1020 @@
+
+/*
+ * A request's journey through pod_router, in the precontent phase (after
+ * access checks, so "satisfy any" and allow/deny keep their meaning):
+ *
+ *   identity -> pod name -> cache? -> Redis "route" ->
+ *     ready:          check the allow-list, hand the address to the
+ *                     balancer or $pod_router_upstream, let proxy_pass run;
+ *     create:         publish the creation event (thread pool), then park;
+ *     pending/terminating: park;
+ *     failed:         502 with the controller's reason.
+ *
+ * A parked request waits for a notification ("ready <pod>") on the worker's
+ * subscriber link, or for its periodic re-check, then routes again; it
+ * gives up with 503 and Retry-After at pod_router_wait_timeout. The phase
+ * handler is re-entered after each asynchronous step and reads ctx->phase.
+ */
+
+
+#include "ngx_http_pod_router.h"
+
+
+#define NGX_HTTP_POD_ROUTER_RETRY_AFTER  "2"
+
+
+typedef struct {
+    u_char                      pod[PR_POD_NAME_SIZE];
+    size_t                      pod_len;
+    ngx_sockaddr_t              sockaddr;
+    socklen_t                   socklen;
+    ngx_msec_t                  expires;
+    ngx_msec_t                  touched;
+    unsigned                    valid:1;
+    unsigned                    has_address:1;
+} ngx_http_pod_router_cache_entry_t;
+
+
+static ngx_int_t ngx_http_pod_router_start(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx);
+static ngx_int_t ngx_http_pod_router_lookup(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_resume(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_fail(ngx_http_pod_router_ctx_t *ctx,
+    ngx_int_t status, ngx_http_pod_router_outcome_e outcome);
+static void ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_deadline_handler(ngx_event_t *ev);
+static void ngx_http_pod_router_recheck_handler(ngx_event_t *ev);
+static void ngx_http_pod_router_cleanup_request(void *data);
+static ngx_int_t ngx_http_pod_router_set_peer(ngx_http_pod_router_ctx_t *ctx,
+    struct sockaddr *sockaddr, socklen_t socklen);
+static ngx_int_t ngx_http_pod_router_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *text);
+static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx);
+static ngx_int_t ngx_http_pod_router_retry_after(ngx_http_request_t *r);
+static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_slot(
+    u_char *pod, size_t len);
+static ngx_uint_t ngx_http_pod_router_touch_due(u_char *pod, size_t len);
+static void ngx_http_pod_router_active_handler(ngx_event_t *ev);
+
+
+static ngx_queue_t                         ngx_http_pod_router_waiting;
+static ngx_uint_t                          ngx_http_pod_router_nwaiting;
+static ngx_queue_t                         ngx_http_pod_router_active;
+static ngx_event_t                         ngx_http_pod_router_active_timer;
+static ngx_http_pod_router_op_t           *ngx_http_pod_router_free_ops;
+static ngx_http_pod_router_cache_entry_t  *ngx_http_pod_router_cache;
+static ngx_uint_t                          ngx_http_pod_router_cache_mask;
+
+
+/* worker lifecycle */
+
+
+void
+ngx_http_pod_router_handler_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        size;
+    ngx_http_pod_router_main_conf_t  *prmcf;
+
+    prmcf = ngx_http_pod_router_main_conf();
+
+    ngx_queue_init(&ngx_http_pod_router_waiting);
+    ngx_queue_init(&ngx_http_pod_router_active);
+    ngx_http_pod_router_nwaiting = 0;
+
+    /*
+     * The per-worker table: the cached address of a ready pod (when
+     * pod_router_cache_ttl is on) and when this worker last reported the
+     * pod's activity. Direct-mapped and fixed in size, so bounded in
+     * memory: a collision only costs one Redis lookup.
+     */
+    for (size = 1; size < prmcf->cache_size; size <<= 1) { /* void */ }
+
+    ngx_http_pod_router_cache = ngx_calloc(
+                        size * sizeof(ngx_http_pod_router_cache_entry_t),
+                        cycle->log);
+    ngx_http_pod_router_cache_mask = ngx_http_pod_router_cache ? size - 1 : 0;
+
+    ngx_http_pod_router_active_timer.handler =
+                                        ngx_http_pod_router_active_handler;
+    ngx_http_pod_router_active_timer.log = cycle->log;
+    ngx_http_pod_router_active_timer.data = NULL;
+    ngx_http_pod_router_active_timer.cancelable = 1;
+}
+
+
+void
+ngx_http_pod_router_handler_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_pod_router_op_t  *op;
+
+    if (ngx_http_pod_router_active_timer.timer_set) {
+        ngx_del_timer(&ngx_http_pod_router_active_timer);
+    }
+
+    while (ngx_http_pod_router_free_ops) {
+        op = ngx_http_pod_router_free_ops;
+        ngx_http_pod_router_free_ops = op->next_free;
+        ngx_free(op);
+    }
+
+    if (ngx_http_pod_router_cache) {
+        ngx_free(ngx_http_pod_router_cache);
+        ngx_http_pod_router_cache = NULL;
+    }
+}
+
+
+ngx_http_pod_router_op_t *
+ngx_http_pod_router_op_get(ngx_http_pod_router_ctx_t *ctx, ngx_uint_t kind)
+{
+    ngx_http_pod_router_op_t  *op;
+
+    op = ngx_http_pod_router_free_ops;
+
+    if (op) {
+        ngx_http_pod_router_free_ops = op->next_free;
+
+    } else {
+        op = ngx_alloc(sizeof(ngx_http_pod_router_op_t), ngx_cycle->log);
+        if (op == NULL) {
+            return NULL;
+        }
+    }
+
+    op->ctx = ctx;
+    op->kind = kind;
+    op->retried = 0;
+    op->next_free = NULL;
+
+    return op;
+}
+
+
+void
+ngx_http_pod_router_op_free(ngx_http_pod_router_op_t *op)
+{
+    op->ctx = NULL;
+    op->next_free = ngx_http_pod_router_free_ops;
+    ngx_http_pod_router_free_ops = op;
+}
+
+
+/* the phase handler */
+
+
+ngx_int_t
+ngx_http_pod_router_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_http_pod_router_ctx_t       *ctx;
+    ngx_http_pod_router_loc_conf_t  *prlcf;
+
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+
+    if (!prlcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pod_router_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pod_router_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->request = r;
+        ngx_http_set_ctx(r, ctx, ngx_http_pod_router_module);
+
+        rc = ngx_http_pod_router_start(r, ctx);
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
+    }
+
+    switch (ctx->phase) {
+
+    case NGX_HTTP_POD_ROUTER_PHASE_PROXY:
+        return NGX_DECLINED;
+
+    case NGX_HTTP_POD_ROUTER_PHASE_FINAL:
+        ngx_http_pod_router_count(ctx->outcome, 1);
+
+        if (ctx->status == NGX_HTTP_BAD_GATEWAY && ctx->reason.len) {
+            return ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_GATEWAY,
+                                                 &ctx->reason);
+        }
+
+        if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
+            && ngx_http_pod_router_retry_after(r) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ctx->outcome == NGX_HTTP_POD_ROUTER_STARTING) {
+            return ngx_http_pod_router_send_page(r, ctx);
+        }
+
+        return ctx->status;
+
+    default:
+        /* still waiting for Redis, the broker or a notification */
+        return NGX_DONE;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pod_router_start(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx)
+{
+    u_char                             err[PR_ERROR_SIZE];
+    ngx_str_t                          identity, text;
+    pr_status_t                        rc;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_variable_value_t         *request_id;
+    ngx_http_pod_router_loc_conf_t    *prlcf;
+    ngx_http_pod_router_main_conf_t   *prmcf;
+    ngx_http_pod_router_cache_entry_t *entry;
+
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+    prmcf = ngx_http_pod_router_main_conf();
+
+    if (ngx_http_complex_value(r, prlcf->identity, &identity) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (identity.len == 0) {
+        ctx->outcome = NGX_HTTP_POD_ROUTER_NO_IDENTITY;
+        ngx_http_pod_router_count(ctx->outcome, 1);
+        return prlcf->missing_identity_status;
+    }
+
+    rc = pr_pod_name(prmcf->naming, (char *) identity.data, identity.len,
+                     (char *) ctx->pod, sizeof(ctx->pod), &ctx->pod_len,
+                     (char *) err, sizeof(err));
+
+    if (rc == PR_INVALID_IDENTITY) {
+        /* the reason names offsets and code points, never the bytes */
+        ctx->outcome = NGX_HTTP_POD_ROUTER_BAD_IDENTITY;
+        ngx_http_pod_router_count(ctx->outcome, 1);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pod_router: rejected identity: %s", err);
+        text.data = err;
+        text.len = ngx_strlen(err);
+        return ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_REQUEST, &text);
+    }
+
+    if (rc != PR_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pod_router: deriving the pod name failed: %s", err);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the complex value may point into buffers that change: keep a copy */
+    ctx->identity.data = ngx_pstrdup(r->pool, &identity);
+    if (ctx->identity.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ctx->identity.len = identity.len;
+
+    request_id = ngx_http_get_indexed_variable(r, prmcf->request_id_index);
+    if (request_id == NULL || request_id->not_found) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ctx->request_id.data = request_id->data;
+    ctx->request_id.len = request_id->len;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    cln->handler = ngx_http_pod_router_cleanup_request;
+    cln->data = ctx;
+
+    ctx->deadline.handler = ngx_http_pod_router_deadline_handler;
+    ctx->deadline.data = ctx;
+    ctx->deadline.log = r->connection->log;
+    ctx->recheck.handler = ngx_http_pod_router_recheck_handler;
+    ctx->recheck.data = ctx;
+    ctx->recheck.log = r->connection->log;
+
+    if (prmcf->cache_ttl) {
+        entry = ngx_http_pod_router_cache_slot(ctx->pod, ctx->pod_len);
+
+        if (entry && entry->valid && entry->has_address
+            && entry->expires > ngx_current_msec)
+        {
+            ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_CACHE_HITS, 1);
+
+            if (ngx_http_pod_router_set_peer(ctx, &entry->sockaddr.sockaddr,
+                                             entry->socklen)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len)) {
+                ngx_http_pod_router_redis_touch(ctx->pod, ctx->pod_len);
+            }
+
+            ctx->outcome = NGX_HTTP_POD_ROUTER_CACHE_HIT;
+            ngx_http_pod_router_count(ctx->outcome, 1);
+            ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_PROXY;
+            return NGX_DECLINED;
+        }
+
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_CACHE_MISSES, 1);
+    }
+
+    if (ngx_http_pod_router_lookup(ctx) != NGX_OK) {
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_UNAVAILABLE, 1);
+        if (ngx_http_pod_router_retry_after(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ctx->outcome = NGX_HTTP_POD_ROUTER_UNAVAILABLE;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_pod_router_lookup(ngx_http_pod_router_ctx_t *ctx)
+{
+    ngx_uint_t                        touch;
+    ngx_http_pod_router_main_conf_t  *prmcf;
+
+    prmcf = ngx_http_pod_router_main_conf();
+
+    touch = ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len);
+
+    if (ngx_http_pod_router_redis_route(ctx, touch) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_BUSY;
+
+    /* Redis answers in milliseconds; a hung one must not hold requests */
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+    ngx_add_timer(&ctx->recheck, prmcf->redis_timeout);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
+    pr_status_t rc, pr_route_result_t *result, const char *err)
+{
+    ngx_int_t                          ret;
+    ngx_addr_t                         addr;
+    ngx_http_request_t                *r;
+    ngx_http_pod_router_loc_conf_t    *prlcf;
+    ngx_http_pod_router_main_conf_t   *prmcf;
+    ngx_http_pod_router_cache_entry_t *entry;
+
+    r = ctx->request;
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+    prmcf = ngx_http_pod_router_main_conf();
+
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+
+    if (rc != PR_OK) {
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_REDIS_ERRORS, 1);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pod_router: redis route for \"%*s\" failed: %s",
+                      ctx->pod_len, ctx->pod, err);
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+        return;
+    }
+
+    switch (result->outcome) {
+
+    case PR_OUTCOME_READY:
+        if (ngx_parse_addr(r->pool, &addr, (u_char *) result->ip,
+                           ngx_strlen(result->ip))
+            != NGX_OK)
+        {
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_BAD_GATEWAY,
+                                     NGX_HTTP_POD_ROUTER_FORBIDDEN);
+            return;
+        }
+
+        ngx_inet_set_port(addr.sockaddr, (in_port_t) result->port);
+
+        /* a poisoned Redis must not turn the gateway into an open proxy */
+        if (prlcf->allow_cidrs == NULL
+            || ngx_cidr_match(addr.sockaddr, prlcf->allow_cidrs) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "pod_router: pod \"%*s\" address %s is outside "
+                          "pod_router_allow_cidr", ctx->pod_len, ctx->pod,
+                          result->ip);
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_BAD_GATEWAY,
+                                     NGX_HTTP_POD_ROUTER_FORBIDDEN);
+            return;
+        }
+
+        if (ngx_http_pod_router_set_peer(ctx, addr.sockaddr, addr.socklen)
+            != NGX_OK)
+        {
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+            return;
+        }
+
+        entry = ngx_http_pod_router_cache_slot(ctx->pod, ctx->pod_len);
+        if (entry && prmcf->cache_ttl) {
+            ngx_memcpy(&entry->sockaddr, addr.sockaddr, addr.socklen);
+            entry->socklen = addr.socklen;
+            entry->expires = ngx_current_msec + prmcf->cache_ttl;
+            entry->has_address = 1;
+        }
+
+        if (ctx->outcome == NGX_HTTP_POD_ROUTER_NONE) {
+            ctx->outcome = NGX_HTTP_POD_ROUTER_HIT;
+        }
+
+        if (ctx->parked_at) {
+            ngx_http_pod_router_observe_wait(ngx_current_msec
+                                             - ctx->parked_at);
+        }
+
+        ngx_http_pod_router_count(ctx->outcome, 1);
+        ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_PROXY;
+        ngx_http_pod_router_resume(ctx);
+        return;
+
+    case PR_OUTCOME_CREATE:
+        ctx->outcome = NGX_HTTP_POD_ROUTER_MISS;
+        ctx->created = 1;
+
+        ret = ngx_http_pod_router_amqp_publish(ctx);
+
+        if (ret == NGX_OK) {
+            return;
+        }
+
+        ngx_http_pod_router_redis_abandon(ctx->pod, ctx->pod_len,
+                                          ctx->request_id.data,
+                                          ctx->request_id.len);
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 ret == NGX_DECLINED
+                                 ? NGX_HTTP_POD_ROUTER_OVERLOAD
+                                 : NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+        return;
+
+    case PR_OUTCOME_PENDING:
+    case PR_OUTCOME_TERMINATING:
+        if (ctx->outcome == NGX_HTTP_POD_ROUTER_NONE) {
+            ctx->outcome = NGX_HTTP_POD_ROUTER_WAIT;
+        }
+        ngx_http_pod_router_park(ctx);
+        return;
+
+    case PR_OUTCOME_FAILED:
+        ctx->reason.len = ngx_strlen(result->reason);
+        ctx->reason.data = ngx_pnalloc(r->pool, ctx->reason.len);
+        if (ctx->reason.data == NULL) {
+            ctx->reason.len = 0;
+        } else {
+            ngx_memcpy(ctx->reason.data, result->reason, ctx->reason.len);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pod_router: pod \"%*s\" failed: %s", ctx->pod_len,
+                      ctx->pod, result->reason);
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_BAD_GATEWAY,
+                                 NGX_HTTP_POD_ROUTER_FAILED);
+        return;
+
+    default: /* PR_OUTCOME_CONFLICT */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pod_router: pod \"%*s\" belongs to another identity",
+                      ctx->pod_len, ctx->pod);
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 NGX_HTTP_POD_ROUTER_CONFLICT);
+        return;
+    }
+}
+
+
+void
+ngx_http_pod_router_publish_done(ngx_http_pod_router_ctx_t *ctx,
+    ngx_int_t ok, const char *err)
+{
+    if (!ok) {
+        /* the publisher has given the lock back already */
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+        return;
+    }
+
+    ngx_http_pod_router_park(ctx);
+}
+
+
+static void
+ngx_http_pod_router_fail(ngx_http_pod_router_ctx_t *ctx, ngx_int_t status,
+    ngx_http_pod_router_outcome_e outcome)
+{
+    ngx_http_pod_router_unpark(ctx);
+
+    ctx->status = status;
+    ctx->outcome = outcome;
+    ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_FINAL;
+
+    ngx_http_pod_router_resume(ctx);
+}
+
+
+static void
+ngx_http_pod_router_resume(ngx_http_pod_router_ctx_t *ctx)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_pod_router_unpark(ctx);
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* parking */
+
+
+static void
+ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
+{
+    ngx_http_request_t               *r;
+    ngx_http_pod_router_loc_conf_t   *prlcf;
+    ngx_http_pod_router_main_conf_t  *prmcf;
+
+    r = ctx->request;
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+    prmcf = ngx_http_pod_router_main_conf();
+
+    if (!ctx->parked) {
+        if (ngx_http_pod_router_nwaiting >= prmcf->max_waiting) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "pod_router: %ui requests already wait in this "
+                          "worker (pod_router_max_waiting)",
+                          ngx_http_pod_router_nwaiting);
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     NGX_HTTP_POD_ROUTER_OVERLOAD);
+            return;
+        }
+
+        if (prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_PAGE
+            || (prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_AUTO
+                && r->headers_in.accept
+                && ngx_strlcasestrn(r->headers_in.accept->value.data,
+                                    r->headers_in.accept->value.data
+                                    + r->headers_in.accept->value.len,
+                                    (u_char *) "text/html", 9 - 1)
+                   != NULL))
+        {
+            /* a browser gets a page that reloads itself instead of a hang */
+            ctx->outcome = NGX_HTTP_POD_ROUTER_STARTING;
+            ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_FINAL;
+            ngx_http_pod_router_resume(ctx);
+            return;
+        }
+
+        ctx->parked = 1;
+        ctx->parked_at = ngx_current_msec;
+        ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, 1);
+    }
+
+    ngx_queue_insert_tail(&ngx_http_pod_router_waiting, &ctx->waiting);
+    ctx->in_waiting_queue = 1;
+    ngx_http_pod_router_nwaiting++;
+
+    ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_BUSY;
+
+    /* pub/sub is fire-and-forget: re-check now and then regardless */
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+    ngx_add_timer(&ctx->recheck, prmcf->recheck_interval);
+
+    /* notice a client that gives up while it waits */
+    r->read_event_handler = ngx_http_test_reading;
+}
+
+
+static void
+ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx)
+{
+    if (ctx->in_waiting_queue) {
+        ngx_queue_remove(&ctx->waiting);
+        ctx->in_waiting_queue = 0;
+        ngx_http_pod_router_nwaiting--;
+    }
+
+    if (ctx->parked) {
+        ctx->parked = 0;
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, -1);
+
+        if (ctx->deadline.timer_set) {
+            ngx_del_timer(&ctx->deadline);
+        }
+    }
+}
+
+
+static void
+ngx_http_pod_router_wake(ngx_http_pod_router_ctx_t *ctx)
+{
+    if (ctx->in_waiting_queue) {
+        ngx_queue_remove(&ctx->waiting);
+        ctx->in_waiting_queue = 0;
+        ngx_http_pod_router_nwaiting--;
+    }
+
+    if (ctx->op) {
+        return; /* a lookup is already under way */
+    }
+
+    if (ngx_http_pod_router_lookup(ctx) != NGX_OK) {
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+    }
+}
+
+
+void
+ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len)
+{
+    ngx_queue_t                *q, *next;
+    ngx_http_pod_router_ctx_t  *ctx;
+
+    /* the address may have changed: drop what this worker cached */
+    if (kind != PR_NOTIFY_READY) {
+        ngx_http_pod_router_cache_entry_t  *entry;
+
+        entry = ngx_http_pod_router_cache_slot(pod, len);
+        if (entry && entry->valid && entry->pod_len == len
+            && ngx_memcmp(entry->pod, pod, len) == 0)
+        {
+            entry->has_address = 0;
+        }
+    }
+
+    for (q = ngx_queue_head(&ngx_http_pod_router_waiting);
+         q != ngx_queue_sentinel(&ngx_http_pod_router_waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
+
+        if (ctx->pod_len == len && ngx_memcmp(ctx->pod, pod, len) == 0) {
+            ngx_http_pod_router_wake(ctx);
+        }
+    }
+}
+
+
+void
+ngx_http_pod_router_wake_all(void)
+{
+    ngx_queue_t                *q, *next;
+    ngx_http_pod_router_ctx_t  *ctx;
+
+    for (q = ngx_queue_head(&ngx_http_pod_router_waiting);
+         q != ngx_queue_sentinel(&ngx_http_pod_router_waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
+        ngx_http_pod_router_wake(ctx);
+    }
+}
+
+
+static void
+ngx_http_pod_router_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_pod_router_ctx_t  *ctx = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "pod_router: gave up waiting for pod \"%*s\"",
+                  ctx->pod_len, ctx->pod);
+
+    if (ctx->op) {
+        ngx_http_pod_router_redis_cancel(ctx->op, 0);
+        ctx->op = NULL;
+    }
+
+    if (ctx->parked_at) {
+        ngx_http_pod_router_observe_wait(ngx_current_msec - ctx->parked_at);
+    }
+
+    ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                             NGX_HTTP_POD_ROUTER_TIMEOUT);
+}
+
+
+static void
+ngx_http_pod_router_recheck_handler(ngx_event_t *ev)
+{
+    ngx_http_pod_router_ctx_t  *ctx = ev->data;
+
+    if (ctx->op) {
+        /* the recheck timer doubles as the Redis timeout while a lookup runs */
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "pod_router: redis did not answer in time");
+        ngx_http_pod_router_redis_cancel(ctx->op, 1);
+        ctx->op = NULL;
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_REDIS_ERRORS, 1);
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 NGX_HTTP_POD_ROUTER_UNAVAILABLE);
+        return;
+    }
+
+    ngx_http_pod_router_wake(ctx);
+}
+
+
+static void
+ngx_http_pod_router_cleanup_request(void *data)
+{
+    ngx_http_pod_router_ctx_t  *ctx = data;
+
+    if (ctx->op) {
+        ngx_http_pod_router_redis_cancel(ctx->op, 0);
+        ctx->op = NULL;
+    }
+
+    ngx_http_pod_router_unpark(ctx);
+
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+
+    if (ctx->in_active_queue) {
+        ngx_queue_remove(&ctx->active);
+        ctx->in_active_queue = 0;
+
+        /*
+         * A long-lived connection just ended: that was activity up to now,
+         * whatever this worker reported last. A short request has been
+         * reported by its lookup already.
+         */
+        if (ngx_current_msec - ctx->proxied_at
+            >= ngx_http_pod_router_main_conf()->touch_interval)
+        {
+            ngx_http_pod_router_redis_touch(ctx->pod, ctx->pod_len);
+        }
+    }
+}
+
+
+/* the chosen pod */
+
+
+static ngx_int_t
+ngx_http_pod_router_set_peer(ngx_http_pod_router_ctx_t *ctx,
+    struct sockaddr *sockaddr, socklen_t socklen)
+{
+    ngx_memcpy(&ctx->peer_sockaddr, sockaddr, socklen);
+    ctx->peer.sockaddr = &ctx->peer_sockaddr.sockaddr;
+    ctx->peer.socklen = socklen;
+
+    ctx->peer.name.data = ctx->peer_text;
+    ctx->peer.name.len = ngx_sock_ntop(ctx->peer.sockaddr, ctx->peer.socklen,
+                                       ctx->peer_text, NGX_SOCKADDR_STRLEN,
+                                       1);
+
+    /*
+     * Long-lived proxied connections (WebSocket, SSE, downloads) keep their
+     * user active: the worker's active list is touched every
+     * pod_router_touch_interval while they last.
+     */
+    if (!ctx->in_active_queue) {
+        ngx_queue_insert_tail(&ngx_http_pod_router_active, &ctx->active);
+        ctx->in_active_queue = 1;
+        ctx->proxied_at = ngx_current_msec;
+
+        if (!ngx_http_pod_router_active_timer.timer_set) {
+            ngx_add_timer(&ngx_http_pod_router_active_timer,
+                          ngx_http_pod_router_main_conf()->touch_interval);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pod_router_active_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                *q;
+    ngx_http_pod_router_ctx_t  *ctx;
+
+    for (q = ngx_queue_head(&ngx_http_pod_router_active);
+         q != ngx_queue_sentinel(&ngx_http_pod_router_active);
+         q = ngx_queue_next(q))
+    {
+        ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, active);
+
+        if (ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len)) {
+            ngx_http_pod_router_redis_touch(ctx->pod, ctx->pod_len);
+        }
+    }
+
+    if (!ngx_queue_empty(&ngx_http_pod_router_active) && !ngx_exiting) {
+        ngx_add_timer(ev, ngx_http_pod_router_main_conf()->touch_interval);
+    }
+}
+
+
+/* the worker's table */
+
+
+static ngx_http_pod_router_cache_entry_t *
+ngx_http_pod_router_cache_slot(u_char *pod, size_t len)
+{
+    ngx_http_pod_router_cache_entry_t  *entry;
+
+    if (ngx_http_pod_router_cache == NULL) {
+        return NULL;
+    }
+
+    entry = &ngx_http_pod_router_cache[ngx_crc32_short(pod, len)
+                                       & ngx_http_pod_router_cache_mask];
+
+    if (!entry->valid || entry->pod_len != len
+        || ngx_memcmp(entry->pod, pod, len) != 0)
+    {
+        /* take the slot over: the previous pod costs one lookup later */
+        ngx_memcpy(entry->pod, pod, len);
+        entry->pod_len = len;
+        entry->valid = 1;
+        entry->has_address = 0;
+        entry->touched = 0;
+        entry->expires = 0;
+    }
+
+    return entry;
+}
+
+
+/* whether this worker should report activity for the pod now */
+
+static ngx_uint_t
+ngx_http_pod_router_touch_due(u_char *pod, size_t len)
+{
+    ngx_http_pod_router_main_conf_t    *prmcf;
+    ngx_http_pod_router_cache_entry_t  *entry;
+
+    prmcf = ngx_http_pod_router_main_conf();
+    entry = ngx_http_pod_router_cache_slot(pod, len);
+
+    if (entry == NULL) {
+        return 1;
+    }
+
+    if (entry->touched
+        && ngx_current_msec - entry->touched < prmcf->touch_interval)
+    {
+        return 0;
+    }
+
+    entry->touched = ngx_current_msec;
+    return 1;
+}
+
+
+/* responses */
+
+
+static ngx_int_t
+ngx_http_pod_router_retry_after(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, NGX_HTTP_POD_ROUTER_RETRY_AFTER);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pod_router_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *text)
+{
+    ngx_buf_t  *b;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool, text->len + sizeof("pod-router: \n"));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "pod-router: ", sizeof("pod-router: ") - 1);
+    b->last = ngx_cpymem(b->last, text->data, text->len);
+    *b->last++ = '\n';
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    return ngx_http_pod_router_send_buffer(r, status, "text/plain", b);
+}
+
+
+static ngx_int_t
+ngx_http_pod_router_send_page(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx)
+{
+    ngx_buf_t        *b;
+    ngx_table_elt_t  *h;
+
+    static u_char  page[] =
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"refresh\" content=\""
+        NGX_HTTP_POD_ROUTER_RETRY_AFTER "\">"
+        "<title>Starting your environment</title></head>\n"
+        "<body><h1>Starting your environment&hellip;</h1>"
+        "<p>This page reloads itself when it is ready.</p></body></html>\n";
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = page;
+    b->last = page + sizeof(page) - 1;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    (void) ctx;
+
+    return ngx_http_pod_router_send_buffer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "text/html", b);
+}
+
+
+ngx_int_t
+ngx_http_pod_router_send_buffer(ngx_http_request_t *r, ngx_uint_t status,
+    char *content_type, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_type.data = (u_char *) content_type;
+    r->headers_out.content_type.len = ngx_strlen(content_type);
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,29 @@
+# --- integration: the AMQP publisher against a real rabbitmq-server ---------
+# Included from tests/CMakeLists.txt. The fixture starts a private node
+# (tests/support/rabbitmq-server.sh): AMQP on POD_ROUTER_TEST_AMQP_PORT,
+# Erlang distribution on the port after it. Not 35672-35682: rabbitmqctl's
+# own distribution ports.
+set(POD_ROUTER_TEST_AMQP_PORT 45672 CACHE STRING "AMQP port of the test rabbitmq-server")
+set(POD_ROUTER_TEST_AMQP_DIR ${CMAKE_BINARY_DIR}/test-run/rabbitmq)
+set(POD_ROUTER_RABBITMQ_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/support/rabbitmq-server.sh)
+
+add_test(NAME rabbitmq_server_start
+  COMMAND ${POD_ROUTER_RABBITMQ_SCRIPT} start ${POD_ROUTER_TEST_AMQP_DIR}
+    ${POD_ROUTER_TEST_AMQP_PORT})
+add_test(NAME rabbitmq_server_stop
+  COMMAND ${POD_ROUTER_RABBITMQ_SCRIPT} stop ${POD_ROUTER_TEST_AMQP_DIR}
+    ${POD_ROUTER_TEST_AMQP_PORT})
+set_tests_properties(rabbitmq_server_start PROPERTIES
+  FIXTURES_SETUP rabbitmq LABELS integration TIMEOUT 120)
+set_tests_properties(rabbitmq_server_stop PROPERTIES
+  FIXTURES_CLEANUP rabbitmq LABELS integration TIMEOUT 120)
+
+pkg_check_modules(LIBRABBITMQ REQUIRED IMPORTED_TARGET librabbitmq)
+add_executable(integration_amqp_publisher integration/test_amqp_publisher.cpp)
+target_link_libraries(integration_amqp_publisher PRIVATE pod_router_core PkgConfig::CMOCKA
+  PkgConfig::LIBRABBITMQ)
+add_test(NAME integration_amqp_publisher COMMAND integration_amqp_publisher)
+# POD_ROUTER_TEST_AMQP_CTL: the command prefix for rabbitmqctl on that node.
+set_tests_properties(integration_amqp_publisher PROPERTIES
+  LABELS integration TIMEOUT 180 FIXTURES_REQUIRED rabbitmq
+  ENVIRONMENT "POD_ROUTER_TEST_AMQP_PORT=${POD_ROUTER_TEST_AMQP_PORT};POD_ROUTER_TEST_AMQP_CTL=${POD_ROUTER_RABBITMQ_SCRIPT} ctl ${POD_ROUTER_TEST_AMQP_DIR} ${POD_ROUTER_TEST_AMQP_PORT}")

@@ -1,0 +1,201 @@
+"""The module's request path, end to end in the packaged nginx: identity,
+hit, miss (one event for many requests), holding and waking, failures,
+outages, the allow-list, activity, metrics and reload."""
+
+import concurrent.futures
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from polling import wait_until
+
+POD_IP = "127.77.0.{}"
+
+
+def get(gateway, user=None, path="/", headers=None, timeout=30):
+    request = urllib.request.Request(gateway.url(path))
+    if user is not None:
+        request.add_header("X-User-ID", user)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def serve_pod(pods, name, last_octet):
+    ip = POD_IP.format(last_octet)
+    if name not in pods.pods():
+        pods.add_pod(name, ip, 80)
+    return ip
+
+
+def test_identity_missing_or_invalid(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq).start()
+    status, _, _ = get(gateway)
+    assert status == 401
+    status, headers, body = get(gateway, "bad\tuser")
+    assert status == 400
+    assert body == b"pod-router: identity contains control character U+0009 at byte offset 3\n"
+    assert driver.events(timeout=0.3) == []
+
+
+def test_first_request_creates_once_is_held_and_served(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-alice", 1)
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        replies = [pool.submit(get, gateway, "alice") for _ in range(50)]
+        events = driver.events(timeout=10, expect=1)
+        time.sleep(0.5)  # late duplicates would show up now
+        events += driver.events(timeout=0)
+        assert len(events) == 1
+        event, properties = events[0]
+        assert event["identity"] == "alice" and event["pod"] == "user-alice" and event["version"] == 1
+        assert properties.delivery_mode == 2 and properties.content_type == "application/json"
+        assert all(not reply.done() for reply in replies)
+        assert driver.mark_ready("alice", "user-alice", ip) == "ok"
+        results = [reply.result(timeout=30) for reply in replies]
+    assert all(status == 200 for status, _, _ in results)
+    assert all(headers["X-Pod-Name"] == "user-alice" for _, headers, _ in results)
+    statuses = [line.split()[0] for line in gateway.access_log(50)]
+    assert statuses.count("MISS") == 1 and statuses.count("WAIT") == 49
+
+    # The hot path: straight to the pod, no event.
+    status, headers, _ = get(gateway, "alice")
+    assert status == 200 and headers["X-Pod-Name"] == "user-alice"
+    assert gateway.access_log(51)[-1].split() == ["HIT", "user-alice", "200"]
+    assert driver.events(timeout=0.2) == []
+
+
+def test_a_failed_creation_answers_502_with_the_reason_at_once(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq).start()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "bob")
+        driver.events(timeout=10, expect=1)
+        started = time.monotonic()
+        driver.mark_failed("bob", "user-bob", "ErrImagePull: image not found")
+        status, _, body = reply.result(timeout=30)
+    assert status == 502
+    assert body == b"pod-router: ErrImagePull: image not found\n"
+    assert time.monotonic() - started < 5  # woken by the notification, not the 10 s timeout
+
+
+def test_waiting_ends_in_503_with_retry_after(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq, wait_timeout="1s").start()
+    status, headers, _ = get(gateway, "carol")
+    assert status == 503 and headers["Retry-After"] == "2"
+    assert gateway.access_log()[-1].split()[0] == "TIMEOUT"
+
+
+def test_an_address_outside_the_allow_list_is_refused(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq).start()
+    driver.mark_ready("mallory", "user-mallory", "10.1.2.3")
+    status, _, _ = get(gateway, "mallory")
+    assert status == 502
+    assert "outside pod_router_allow_cidr" in gateway.error_log()
+    assert gateway.access_log()[-1].split()[0] == "FORBIDDEN"
+
+
+def test_browsers_can_get_a_refreshing_page(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq, wait_mode="auto").start()
+    status, headers, body = get(gateway, "dave", headers={"Accept": "text/html"})
+    assert status == 503 and b"Starting your environment" in body
+    assert 'http-equiv="refresh"' in body.decode()
+    assert len(driver.events(timeout=5, expect=1)) == 1
+
+
+def test_redis_down_is_503_at_once_and_recovers(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-erin", 5)
+    driver.mark_ready("erin", "user-erin", ip)
+    assert get(gateway, "erin")[0] == 200
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        status, headers, _ = get(gateway, "erin")
+        assert status == 503 and headers["Retry-After"] == "2"
+        assert time.monotonic() - started < 3
+    finally:
+        redis_server.start()
+    driver.mark_ready("erin", "user-erin", ip)
+    wait_until(lambda: get(gateway, "erin")[0] == 200, timeout=20, what="recovery after Redis restart")
+
+
+def test_rabbitmq_down_is_503_and_releases_the_lock(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq).start()
+    rabbitmq.stop()
+    try:
+        status, headers, _ = get(gateway, "frank")
+        assert status == 503 and headers["Retry-After"] == "2"
+        # released asynchronously, right after the answer went out
+        wait_until(lambda: driver.redis.exists("pod-router:creating:user-frank") == 0, timeout=5,
+                   what="the creation lock released")
+        assert "publishing a creation event failed" in gateway.error_log()
+    finally:
+        rabbitmq.start()
+    driver.declare()  # a fresh broker, as the controller would find it
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "frank")
+        assert len(driver.events(timeout=15, expect=1)) == 1
+        driver.mark_failed("frank", "user-frank", "test over")
+        assert reply.result(timeout=30)[0] == 502
+
+
+def test_an_open_websocket_keeps_its_user_active(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq, touch_interval="1s").start()
+    ip = serve_pod(pods, "user-grace", 7)
+    driver.mark_ready("grace", "user-grace", ip)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as ws:
+        ws.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nX-User-ID: grace\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert b"101 Switching Protocols" in ws.recv(4096)
+        first = driver.activity("user-grace")
+        wait_until(lambda: driver.activity("user-grace") > first + 1500, timeout=10,
+                   what="activity while the WebSocket is open")
+        # the pod echoes a masked text frame
+        ws.sendall(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))
+        assert ws.recv(16) == bytes([0x81, 0x02]) + b"hi"
+
+
+def test_metrics_are_prometheus_text(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq).start()
+    get(gateway)
+    status, headers, body = get(gateway, path="/pod-router/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert 'pod_router_requests_total{outcome="no_identity"}' in text
+    assert "# TYPE pod_router_wait_seconds histogram" in text
+    assert 'pod_router_wait_seconds_bucket{le="+Inf"}' in text
+
+
+def test_reload_while_requests_are_parked(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-heidi", 8)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        replies = [pool.submit(get, gateway, "heidi") for _ in range(3)]
+        driver.events(timeout=10, expect=1)
+        gateway.reload()
+        time.sleep(1)
+        driver.mark_ready("heidi", "user-heidi", ip)
+        results = [reply.result(timeout=30) for reply in replies]
+    assert [status for status, _, _ in results] == [200, 200, 200]
+    assert get(gateway, "heidi")[0] == 200
+    log = gateway.error_log()
+    assert "signal 11" not in log and "[alert]" not in log
+
+
+@pytest.mark.parametrize("bad", [
+    "pod_router_redis 127.0.0.1:6379 bogus=1;",
+    "pod_router_amqp amqp://user:secret@127.0.0.1/;",
+])
+def test_bad_directives_fail_nginx_t(gateway, bad):
+    gateway.write_conf(bad + f"\nserver {{ listen 127.0.0.1:{gateway.port}; }}")
+    result = gateway.test_config()
+    assert result.returncode != 0
+    assert "pod_router_" in result.stderr and "nginx.conf:" in result.stderr

@@ -1,0 +1,158 @@
+/*
+ * What the module makes of the route script's reply: every field that will
+ * become a socket address, a response body or a log line is checked first.
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <pod_router/route_reply.h>
+
+
+static pr_status_t
+parse(const char **elements, size_t count, pr_route_result_t *result,
+    char *err)
+{
+    size_t  i, lengths[8];
+
+    for (i = 0; i < count; i++) {
+        lengths[i] = elements[i] ? strlen(elements[i]) : 0;
+    }
+
+    return pr_route_reply_parse(elements, lengths, count, result, err,
+                                PR_ERROR_SIZE);
+}
+
+
+static void
+ready_gives_a_checked_address(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *v4[] = { "ready", "10.244.1.7", "8080" };
+    const char        *v6[] = { "ready", "fd00::17", "80" };
+
+    (void) state;
+
+    assert_int_equal(parse(v4, 3, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_READY);
+    assert_string_equal(result.ip, "10.244.1.7");
+    assert_int_equal(result.port, 8080);
+
+    assert_int_equal(parse(v6, 3, &result, err), PR_OK);
+    assert_string_equal(result.ip, "fd00::17");
+}
+
+
+static void
+ready_with_a_bad_address_is_refused(void **state)
+{
+    size_t             i;
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *bad_ips[] = { "pod.example.com", "10.0.0.1:80",
+                                     " 10.0.0.1", "10.0.0.256", "",
+                                     "10.0.0.1\n" };
+    const char        *bad_ports[] = { "0", "65536", "80a", "-1", "",
+                                       "123456" };
+    const char        *reply[3];
+
+    (void) state;
+
+    reply[0] = "ready";
+    reply[2] = "80";
+
+    for (i = 0; i < sizeof(bad_ips) / sizeof(bad_ips[0]); i++) {
+        reply[1] = bad_ips[i];
+        assert_int_equal(parse(reply, 3, &result, err), PR_BAD_REPLY);
+        assert_non_null(strstr(err, "literal IP"));
+    }
+
+    reply[1] = "10.0.0.1";
+
+    for (i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
+        reply[2] = bad_ports[i];
+        assert_int_equal(parse(reply, 3, &result, err), PR_BAD_REPLY);
+        assert_non_null(strstr(err, "port"));
+    }
+
+    assert_int_equal(parse(reply, 2, &result, err), PR_BAD_REPLY);
+}
+
+
+static void
+failed_reasons_are_made_printable_and_bounded(void **state)
+{
+    char               err[PR_ERROR_SIZE], long_reason[600];
+    pr_route_result_t  result;
+    const char        *reply[2];
+
+    (void) state;
+
+    reply[0] = "failed";
+    reply[1] = "ErrImagePull:\r\n\x1b[31mbad";
+    assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_FAILED);
+    assert_string_equal(result.reason, "ErrImagePull:???[31mbad");
+
+    memset(long_reason, 'x', sizeof(long_reason) - 1);
+    long_reason[sizeof(long_reason) - 1] = '\0';
+    reply[1] = long_reason;
+    assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+    assert_int_equal(strlen(result.reason), PR_REASON_SIZE - 1);
+
+    reply[1] = "";
+    assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+    assert_string_equal(result.reason, "pod creation failed");
+}
+
+
+static void
+waiting_outcomes_and_unknown_words(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *create[] = { "create" };
+    const char        *pending[] = { "pending" };
+    const char        *terminating[] = { "terminating" };
+    const char        *conflict[] = { "conflict" };
+    const char        *other_script[] = { "reap" };
+    const char        *unknown[] = { "READY" };
+
+    (void) state;
+
+    assert_int_equal(parse(create, 1, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_CREATE);
+    assert_int_equal(parse(pending, 1, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_PENDING);
+    assert_int_equal(parse(terminating, 1, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_TERMINATING);
+    assert_int_equal(parse(conflict, 1, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_CONFLICT);
+
+    assert_int_equal(parse(other_script, 1, &result, err), PR_BAD_REPLY);
+    assert_int_equal(parse(unknown, 1, &result, err), PR_BAD_REPLY);
+    assert_int_equal(parse(NULL, 0, &result, err), PR_BAD_REPLY);
+    assert_int_equal(pr_route_reply_parse(NULL, NULL, 0, NULL, err,
+                                          sizeof(err)),
+                     PR_BAD_REPLY);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ready_gives_a_checked_address),
+        cmocka_unit_test(ready_with_a_bad_address_is_refused),
+        cmocka_unit_test(failed_reasons_are_made_printable_and_bounded),
+        cmocka_unit_test(waiting_outcomes_and_unknown_words),
+    };
+
+    return cmocka_run_group_tests_name("route_reply", tests, NULL, NULL);
+}
