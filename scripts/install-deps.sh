@@ -31,6 +31,7 @@ stack_packages=(
 test_packages=(
     libcmocka-dev
     python3-pytest python3-kubernetes python3-redis python3-pika
+    valgrind                        # the gateway tests again under memcheck
 )
 tool_packages=(
     clang-14 libclang-rt-14-dev     # make fuzz (libFuzzer, sanitizers)

@@ -13,8 +13,10 @@ add_test(NAME rabbitmq_server_start
 add_test(NAME rabbitmq_server_stop
   COMMAND ${POD_ROUTER_RABBITMQ_SCRIPT} stop ${POD_ROUTER_TEST_AMQP_DIR}
     ${POD_ROUTER_TEST_AMQP_PORT})
+# Brokers boot slowly on a busy machine: tests that start or use one take
+# turns (RESOURCE_LOCK) rather than starve each other of the two cores.
 set_tests_properties(rabbitmq_server_start PROPERTIES
-  FIXTURES_SETUP rabbitmq LABELS integration TIMEOUT 120)
+  FIXTURES_SETUP rabbitmq LABELS integration TIMEOUT 180 RESOURCE_LOCK rabbitmq)
 set_tests_properties(rabbitmq_server_stop PROPERTIES
   FIXTURES_CLEANUP rabbitmq LABELS integration TIMEOUT 120)
 
@@ -25,5 +27,5 @@ target_link_libraries(integration_amqp_publisher PRIVATE pod_router_core PkgConf
 add_test(NAME integration_amqp_publisher COMMAND integration_amqp_publisher)
 # POD_ROUTER_TEST_AMQP_CTL: the command prefix for rabbitmqctl on that node.
 set_tests_properties(integration_amqp_publisher PROPERTIES
-  LABELS integration TIMEOUT 180 FIXTURES_REQUIRED rabbitmq
+  LABELS integration TIMEOUT 180 FIXTURES_REQUIRED rabbitmq RESOURCE_LOCK rabbitmq
   ENVIRONMENT "POD_ROUTER_TEST_AMQP_PORT=${POD_ROUTER_TEST_AMQP_PORT};POD_ROUTER_TEST_AMQP_CTL=${POD_ROUTER_RABBITMQ_SCRIPT} ctl ${POD_ROUTER_TEST_AMQP_DIR} ${POD_ROUTER_TEST_AMQP_PORT}")

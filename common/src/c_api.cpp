@@ -78,7 +78,7 @@ std::string_view view(const char *data, std::size_t length) noexcept {
 }
 
 bool script_in_range(pr_script_t script) noexcept {
-    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_TOUCH;
+    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_MARK_STALE;
 }
 
 } // namespace

@@ -151,6 +151,21 @@ redis.call('ZADD', KEYS[1], now_ms(), ARGV[1])
 return 'ok'
 )lua";
 
+// The gateway could not connect to the address Redis gave it: the pod is
+// dead or gone. Forget the session, but only if it still points there (a
+// newer pod may have replaced it already), so the next route creates a pod;
+// 'gone' wakes requests waiting on it and clears other workers' caches.
+constexpr std::string_view kMarkStaleBody = R"lua(
+local state, ip, port = unpack(redis.call('HMGET', KEYS[1], 'state', 'ip', 'port'))
+if state ~= 'ready' or ip ~= ARGV[2] or port ~= ARGV[3] then
+  return 'changed'
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[4], 'gone ' .. ARGV[1])
+return 'ok'
+)lua";
+
 // Compare-and-delete: a gateway that could not publish gives the lock back
 // so the next request retries at once, without touching a newer owner's lock.
 constexpr std::string_view kAbandonCreationBody = R"lua(
@@ -187,6 +202,8 @@ constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
     {Script::kAbandonCreation, "abandon_creation", "creation_lock", "request_id",
      "released | not-owner", kAbandonCreationBody},
     {Script::kTouch, "touch", "activity", "pod", "ok | gone", kTouchBody},
+    {Script::kMarkStale, "mark_stale", "session, activity", "pod, ip, port, notify_channel",
+     "ok | changed", kMarkStaleBody},
 }};
 
 struct BuiltScripts {

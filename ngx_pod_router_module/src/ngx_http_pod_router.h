@@ -167,6 +167,7 @@ void ngx_http_pod_router_publish_done(ngx_http_pod_router_ctx_t *ctx,
     ngx_int_t ok, const char *err);
 void ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len);
 void ngx_http_pod_router_wake_all(void);
+void ngx_http_pod_router_dead_pod(ngx_http_pod_router_ctx_t *ctx);
 void ngx_http_pod_router_handler_init_worker(ngx_cycle_t *cycle);
 void ngx_http_pod_router_handler_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_pod_router_send_buffer(ngx_http_request_t *r,
@@ -183,6 +184,8 @@ ngx_int_t ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
 void ngx_http_pod_router_redis_abandon(u_char *pod, size_t pod_len,
     u_char *request_id, size_t request_id_len);
 void ngx_http_pod_router_redis_touch(u_char *pod, size_t len);
+void ngx_http_pod_router_redis_mark_stale(u_char *pod, size_t pod_len,
+    ngx_str_t *ip, ngx_str_t *port);
 void ngx_http_pod_router_redis_cancel(ngx_http_pod_router_op_t *op,
     ngx_uint_t timed_out);
 ngx_int_t ngx_http_pod_router_redis_subscribed(void);

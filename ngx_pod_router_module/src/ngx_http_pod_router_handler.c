@@ -693,6 +693,44 @@ ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len)
 }
 
 
+/*
+ * The upstream could not connect to the pod's recorded address: the pod is
+ * dead. The session is forgotten (if it still points there), so the next
+ * route creates a pod; with "error_page 502 = @location" pointing at a
+ * pod_router location, this very request takes that cold path instead of
+ * answering 502 (docs/directives.md).
+ */
+
+void
+ngx_http_pod_router_dead_pod(ngx_http_pod_router_ctx_t *ctx)
+{
+    u_char                             ip_text[NGX_SOCKADDR_STRLEN];
+    u_char                             port_text[NGX_INT_T_LEN];
+    ngx_str_t                          ip, port;
+    ngx_http_pod_router_cache_entry_t *entry;
+
+    ip.data = ip_text;
+    ip.len = ngx_sock_ntop(ctx->peer.sockaddr, ctx->peer.socklen, ip_text,
+                           sizeof(ip_text), 0);
+    port.data = port_text;
+    port.len = ngx_sprintf(port_text, "%d",
+                           (int) ngx_inet_get_port(ctx->peer.sockaddr))
+               - port_text;
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "pod_router: pod \"%*s\" at %V refused the connection; "
+                  "its session is dropped", ctx->pod_len, ctx->pod,
+                  &ctx->peer.name);
+
+    entry = ngx_http_pod_router_cache_slot(ctx->pod, ctx->pod_len);
+    if (entry) {
+        entry->has_address = 0;
+    }
+
+    ngx_http_pod_router_redis_mark_stale(ctx->pod, ctx->pod_len, &ip, &port);
+}
+
+
 void
 ngx_http_pod_router_wake_all(void)
 {

@@ -691,14 +691,14 @@ static void
 ngx_http_pod_router_send_simple(pr_script_t script, ngx_uint_t nkeys,
     const char **args, size_t *lens, ngx_uint_t nargs)
 {
-    size_t       alens[8];
+    size_t       alens[10];
     ngx_uint_t   i;
-    const char  *argv[8];
+    const char  *argv[10];
 
     if (ngx_http_pod_router_link_connect(&ngx_http_pod_router_command_link)
         != NGX_OK
         || ngx_http_pod_router_command_link.ac == NULL
-        || nargs + 3 > 8)
+        || nargs + 3 > 10)
     {
         return;
     }
@@ -762,6 +762,41 @@ ngx_http_pod_router_redis_touch(u_char *pod, size_t len)
     lens[1] = len;
 
     ngx_http_pod_router_send_simple(PR_SCRIPT_TOUCH, 1, args, lens, 2);
+}
+
+
+void
+ngx_http_pod_router_redis_mark_stale(u_char *pod, size_t pod_len,
+    ngx_str_t *ip, ngx_str_t *port)
+{
+    char                              session[256];
+    size_t                            lens[6];
+    const char                       *args[6];
+    ngx_http_pod_router_main_conf_t  *prmcf;
+
+    prmcf = ngx_http_pod_router_main_conf();
+
+    if (pr_redis_key(PR_KEY_SESSION, (char *) prmcf->redis_key_prefix.data,
+                     prmcf->redis_key_prefix.len, (char *) pod, pod_len,
+                     session, sizeof(session), &lens[0])
+        != PR_OK)
+    {
+        return;
+    }
+
+    args[0] = session;
+    args[1] = ngx_http_pod_router_activity_key;
+    lens[1] = ngx_strlen(ngx_http_pod_router_activity_key);
+    args[2] = (char *) pod;
+    lens[2] = pod_len;
+    args[3] = (char *) ip->data;
+    lens[3] = ip->len;
+    args[4] = (char *) port->data;
+    lens[4] = port->len;
+    args[5] = ngx_http_pod_router_channel;
+    lens[5] = ngx_strlen(ngx_http_pod_router_channel);
+
+    ngx_http_pod_router_send_simple(PR_SCRIPT_MARK_STALE, 2, args, lens, 6);
 }
 
 

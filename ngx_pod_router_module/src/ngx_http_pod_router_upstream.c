@@ -14,6 +14,7 @@
 
 typedef struct {
     ngx_http_pod_router_ctx_t  *ctx;
+    ngx_http_request_t         *request;
 } ngx_http_pod_router_peer_data_t;
 
 
@@ -155,6 +156,7 @@ ngx_http_pod_router_init_peer(ngx_http_request_t *r,
     }
 
     pd->ctx = ctx;
+    pd->request = r;
 
     r->upstream->peer.data = pd;
     r->upstream->peer.get = ngx_http_pod_router_get_peer;
@@ -185,6 +187,22 @@ static void
 ngx_http_pod_router_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state)
 {
+    ngx_http_pod_router_peer_data_t  *pd = data;
+
+    ngx_http_upstream_t  *u;
+
+    u = pd->request->upstream;
+
+    /*
+     * Only a connect that never completed says the pod is gone; a timeout
+     * or a bad answer after connecting is the application's business.
+     */
+    if ((state & NGX_PEER_FAILED) && u && u->state
+        && u->state->connect_time == (ngx_msec_t) -1)
+    {
+        ngx_http_pod_router_dead_pod(pd->ctx);
+    }
+
     pc->tries = 0;
 }
 

@@ -98,6 +98,7 @@ def test_redis_scripts_are_listed_and_printable():
         b"finish_reap",
         b"abandon_creation",
         b"touch",
+        b"mark_stale",
     ]
     source = run("redis-scripts", "--source", "route")
     assert b"redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])" in source.stdout

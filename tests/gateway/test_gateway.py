@@ -10,9 +10,10 @@ import urllib.request
 
 import pytest
 
+from conftest import POD_NETWORK
 from polling import wait_until
 
-POD_IP = "127.77.0.{}"
+POD_IP = POD_NETWORK + ".{}"
 
 
 def get(gateway, user=None, path="/", headers=None, timeout=30):
@@ -199,3 +200,65 @@ def test_bad_directives_fail_nginx_t(gateway, bad):
     result = gateway.test_config()
     assert result.returncode != 0
     assert "pod_router_" in result.stderr and "nginx.conf:" in result.stderr
+
+
+def test_a_dead_pod_costs_a_cold_start_not_an_error(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq,
+                      location_extra="error_page 502 = @pod_router_recover;").start()
+    old_ip = serve_pod(pods, "user-ivan", 9)
+    driver.mark_ready("ivan", "user-ivan", old_ip)
+    assert get(gateway, "ivan")[0] == 200
+    pods.remove_pod("user-ivan")  # the pod dies: its address refuses connections
+
+    new_ip = POD_IP.format(10)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "ivan")
+        events = driver.events(timeout=10, expect=1)
+        assert [event["pod"] for event, _ in events] == ["user-ivan"]
+        pods.add_pod("user-ivan", new_ip, 80)
+        driver.mark_ready("ivan", "user-ivan", new_ip)
+        status, headers, _ = reply.result(timeout=30)
+    assert status == 200 and headers["X-Pod-Name"] == "user-ivan"
+    assert "refused the connection; its session is dropped" in gateway.error_log()
+
+
+def test_without_recovery_a_dead_pod_is_one_502_then_a_new_pod(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-judy", 11)
+    driver.mark_ready("judy", "user-judy", ip)
+    pods.remove_pod("user-judy")
+    assert get(gateway, "judy")[0] == 502
+    wait_until(lambda: not driver.redis.exists("pod-router:session:user-judy"), timeout=5,
+               what="the stale session dropped")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "judy")
+        assert len(driver.events(timeout=10, expect=1)) == 1
+        driver.mark_failed("judy", "user-judy", "test over")
+        assert reply.result(timeout=30)[0] == 502
+
+
+def test_the_cache_answers_without_redis(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_cache_ttl 30s;").start()
+    ip = serve_pod(pods, "user-kim", 12)
+    driver.mark_ready("kim", "user-kim", ip)
+    assert get(gateway, "kim")[0] == 200
+    # Redis forgets the session; the worker still knows the address.
+    driver.redis.delete("pod-router:session:user-kim")
+    status, headers, _ = get(gateway, "kim")
+    assert status == 200 and headers["X-Pod-Name"] == "user-kim"
+    assert gateway.access_log(2)[-1].split()[0] == "CACHE_HIT"
+    _, _, body = get(gateway, path="/pod-router/metrics")
+    assert "pod_router_cache_hits_total 1" in body.decode()
+
+
+def test_too_many_waiting_requests_get_503_at_once(gateway, redis_server, rabbitmq, driver):
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_max_waiting 2;").start()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(get, gateway, "lee") for _ in range(2)]
+        driver.events(timeout=10, expect=1)
+        wait_until(lambda: "pod_router_waiting_requests 2" in get(gateway, path="/pod-router/metrics")[2].decode(),
+                   what="two parked requests")
+        status, headers, _ = get(gateway, "lee")
+        assert status == 503 and headers["Retry-After"] == "2"
+        driver.mark_failed("lee", "user-lee", "test over")
+        assert [reply.result(timeout=30)[0] for reply in held] == [502, 502]

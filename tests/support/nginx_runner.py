@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 NGINX = os.environ.get("POD_ROUTER_NGINX", "/usr/sbin/nginx")
+# POD_ROUTER_VALGRIND=1 runs nginx under memcheck; findings() reports what it saw.
+VALGRIND = os.environ.get("POD_ROUTER_VALGRIND") == "1"
+SUPPRESSIONS = Path(__file__).resolve().parent / "valgrind.supp"
 MODULE = os.environ.get("POD_ROUTER_MODULE", "")
 
 CONF_TEMPLATE = """
@@ -60,12 +63,14 @@ class Nginx:
         )
 
     def start(self):
-        self.process = subprocess.Popen(
-            [NGINX, "-p", str(self.prefix), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
+        command = [NGINX, "-p", str(self.prefix), "-c", str(self.conf)]
+        if VALGRIND:
+            command = ["valgrind", "--tool=memcheck", "--leak-check=full",
+                       "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+                       f"--suppressions={SUPPRESSIONS}", "--num-callers=30",
+                       f"--log-file={self.prefix}/valgrind.%p.log"] + command
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + (60 if VALGRIND else 10)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(
@@ -85,11 +90,23 @@ class Nginx:
             return None
         self.process.send_signal(signal.SIGQUIT)
         try:
-            return self.process.wait(timeout=10)
+            return self.process.wait(timeout=60 if VALGRIND else 10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
             raise AssertionError("nginx did not stop within 10 s of SIGQUIT")
+
+    def valgrind_findings(self):
+        """Memcheck errors and definite leaks, from every nginx process."""
+        findings = []
+        for log in sorted(self.prefix.glob("valgrind.*.log")):
+            text = log.read_text()
+            summary = [line for line in text.splitlines() if "ERROR SUMMARY:" in line]
+            if not summary:
+                findings.append(f"{log.name}: no summary (process killed?)")
+            elif " 0 errors" not in summary[-1]:
+                findings.append(f"{log.name}:\n{text[-6000:]}")
+        return findings
 
     def error_log(self):
         path = self.prefix / "error.log"

@@ -115,7 +115,7 @@ start() {
 
     # await_startup fails at once while the node is not yet registered with
     # epmd, so it is retried until the deadline or the server's exit.
-    local ok=0 deadline=$((SECONDS + 60))
+    local ok=0 deadline=$((SECONDS + 120))
     while [ "$SECONDS" -lt "$deadline" ] && alive "$(read_pid "$launcher_pidfile")"; do
         if rabbitmqctl_bounded 30 await_startup --timeout 25 >>"$console_log" 2>&1; then
             ok=1
@@ -131,7 +131,7 @@ start() {
     if [ "$ok" = 1 ]; then
         return 0
     fi
-    echo "rabbitmq-server $node did not start on port $port within 60 s; its logs:" >&2
+    echo "rabbitmq-server $node did not start on port $port within 120 s; its logs:" >&2
     log_tail
     stop
     return 1

@@ -85,7 +85,8 @@ typedef enum {
     PR_SCRIPT_BEGIN_REAP,
     PR_SCRIPT_FINISH_REAP,
     PR_SCRIPT_ABANDON_CREATION,
-    PR_SCRIPT_TOUCH
+    PR_SCRIPT_TOUCH,
+    PR_SCRIPT_MARK_STALE
 } pr_script_t;
 
 /* Static strings, valid for the life of the process; NULL if out of range

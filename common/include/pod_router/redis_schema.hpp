@@ -85,6 +85,7 @@ enum class Script {
     kFinishReap,      // controller: pod deleted, forget the session
     kAbandonCreation, // gateway: publishing failed, release our own lock
     kTouch,           // gateway: record activity it served without asking Redis
+    kMarkStale,       // gateway: the recorded address refused a connection
 };
 
 struct ScriptSpec {
@@ -97,7 +98,7 @@ struct ScriptSpec {
     std::string_view sha1;      // for EVALSHA; empty if OpenSSL could not hash
 };
 
-inline constexpr std::size_t kScriptCount = 7;
+inline constexpr std::size_t kScriptCount = 8;
 // Built once, on first use (which may throw std::bad_alloc).
 const std::array<ScriptSpec, kScriptCount> &all_scripts();
 const ScriptSpec &script_spec(Script script);
