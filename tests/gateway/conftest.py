@@ -196,6 +196,12 @@ GATEWAY_CONF = """
             proxy_pass http://pod_router_pods;
             {location_extra}
         }}
+        location /by-variable/ {{
+            pod_router on;
+            pod_router_identity $http_x_user_id;
+            pod_router_allow_cidr {pod_network}.0/24;
+            proxy_pass http://$pod_router_upstream;
+        }}
         location @pod_router_recover {{
             pod_router on;
             pod_router_identity $http_x_user_id;

@@ -262,3 +262,11 @@ def test_too_many_waiting_requests_get_503_at_once(gateway, redis_server, rabbit
         assert status == 503 and headers["Retry-After"] == "2"
         driver.mark_failed("lee", "user-lee", "test over")
         assert [reply.result(timeout=30)[0] for reply in held] == [502, 502]
+
+
+def test_proxy_pass_through_the_upstream_variable(gateway, redis_server, rabbitmq, driver, pods):
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-mia", 13)
+    driver.mark_ready("mia", "user-mia", ip)
+    status, headers, _ = get(gateway, "mia", path="/by-variable/x")
+    assert status == 200 and headers["X-Pod-Name"] == "user-mia"
