@@ -220,8 +220,13 @@ GATEWAY_CONF = """
 
 
 class Gateway(PlainNginx):
+    # Two workers: the creation lock, the notifications and the metrics must
+    # hold across worker processes, not just within one.
+    workers = 2
+
     def configure(self, redis_server, rabbitmq, wait_timeout="10s", touch_interval="10s",
-                  wait_mode="hold", extra_http="", location_extra=""):
+                  wait_mode="hold", extra_http="", location_extra="", workers=2):
+        self.workers = workers
         self.write_conf(GATEWAY_CONF.format(
             redis_port=redis_server.port, amqp_port=rabbitmq.port, port=self.port, prefix=self.prefix,
             wait_timeout=wait_timeout, touch_interval=touch_interval, wait_mode=wait_mode,

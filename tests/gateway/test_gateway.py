@@ -238,7 +238,8 @@ def test_without_recovery_a_dead_pod_is_one_502_then_a_new_pod(gateway, redis_se
 
 
 def test_the_cache_answers_without_redis(gateway, redis_server, rabbitmq, driver, pods):
-    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_cache_ttl 30s;").start()
+    # one worker: the cache is per worker
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_cache_ttl 30s;", workers=1).start()
     ip = serve_pod(pods, "user-kim", 12)
     driver.mark_ready("kim", "user-kim", ip)
     assert get(gateway, "kim")[0] == 200
@@ -252,7 +253,8 @@ def test_the_cache_answers_without_redis(gateway, redis_server, rabbitmq, driver
 
 
 def test_too_many_waiting_requests_get_503_at_once(gateway, redis_server, rabbitmq, driver):
-    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_max_waiting 2;").start()
+    # one worker: the bound is per worker
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_max_waiting 2;", workers=1).start()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         held = [pool.submit(get, gateway, "lee") for _ in range(2)]
         driver.events(timeout=10, expect=1)

@@ -20,7 +20,7 @@ CONF_TEMPLATE = """
 load_module {module};
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 1024; }}
@@ -43,6 +43,8 @@ def free_port():
 
 
 class Nginx:
+    workers = 1
+
     def __init__(self, prefix: Path):
         self.prefix = prefix
         self.conf = prefix / "nginx.conf"
@@ -51,7 +53,8 @@ class Nginx:
 
     def write_conf(self, http_block: str):
         self.conf.write_text(
-            CONF_TEMPLATE.format(module=MODULE, prefix=self.prefix, http=http_block)
+            CONF_TEMPLATE.format(module=MODULE, prefix=self.prefix, http=http_block,
+                                 workers=self.workers)
         )
 
     def test_config(self):
