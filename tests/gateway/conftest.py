@@ -225,12 +225,15 @@ class Gateway(PlainNginx):
     workers = 2
 
     def configure(self, redis_server, rabbitmq, wait_timeout="10s", touch_interval="10s",
-                  wait_mode="hold", extra_http="", location_extra="", workers=2):
+                  wait_mode="hold", extra_http="", location_extra="", workers=2, extra_main="",
+                  amqp_port=None):
         self.workers = workers
         self.write_conf(GATEWAY_CONF.format(
-            redis_port=redis_server.port, amqp_port=rabbitmq.port, port=self.port, prefix=self.prefix,
+            redis_port=redis_server.port, amqp_port=amqp_port or rabbitmq.port, port=self.port,
+            prefix=self.prefix,
             wait_timeout=wait_timeout, touch_interval=touch_interval, wait_mode=wait_mode,
-            extra_http=extra_http, location_extra=location_extra, pod_network=POD_NETWORK))
+            extra_http=extra_http, location_extra=location_extra, pod_network=POD_NETWORK),
+            extra_main)
         result = self.test_config()
         assert result.returncode == 0, result.stderr
         return self

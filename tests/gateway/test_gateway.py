@@ -272,3 +272,20 @@ def test_proxy_pass_through_the_upstream_variable(gateway, redis_server, rabbitm
     driver.mark_ready("mia", "user-mia", ip)
     status, headers, _ = get(gateway, "mia", path="/by-variable/x")
     assert status == 200 and headers["X-Pod-Name"] == "user-mia"
+
+
+def test_a_full_publishing_queue_is_503_at_once(gateway, redis_server, rabbitmq, driver):
+    # A "broker" that accepts connections and never speaks: each publish
+    # occupies the pool's only thread until its 2 s timeout.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)
+        gateway.configure(redis_server, rabbitmq, workers=1, amqp_port=black_hole.getsockname()[1],
+                          extra_main="thread_pool tiny threads=1 max_queue=1;",
+                          extra_http="pod_router_thread_pool tiny;").start()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            replies = [pool.submit(get, gateway, f"queue-{n}") for n in range(3)]
+            statuses = sorted(reply.result(timeout=30)[0] for reply in replies)
+    assert statuses == [503, 503, 503]
+    outcomes = sorted(line.split()[0] for line in gateway.access_log(3))
+    assert outcomes.count("OVERLOAD") == 1 and outcomes.count("UNAVAILABLE") == 2

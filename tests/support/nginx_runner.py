@@ -23,6 +23,7 @@ master_process on;
 worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
+{main}
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
@@ -51,10 +52,10 @@ class Nginx:
         self.process = None
         self.port = free_port()
 
-    def write_conf(self, http_block: str):
+    def write_conf(self, http_block: str, main_block: str = ""):
         self.conf.write_text(
             CONF_TEMPLATE.format(module=MODULE, prefix=self.prefix, http=http_block,
-                                 workers=self.workers)
+                                 workers=self.workers, main=main_block)
         )
 
     def test_config(self):
