@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import POD_NETWORK
+from conftest import POD_NETWORK, Gateway
 from polling import wait_until
 
 POD_IP = POD_NETWORK + ".{}"
@@ -289,3 +289,23 @@ def test_a_full_publishing_queue_is_503_at_once(gateway, redis_server, rabbitmq,
     assert statuses == [503, 503, 503]
     outcomes = sorted(line.split()[0] for line in gateway.access_log(3))
     assert outcomes.count("OVERLOAD") == 1 and outcomes.count("UNAVAILABLE") == 2
+
+
+def test_two_gateways_sharing_redis_publish_one_event(gateway, tmp_path, redis_server, rabbitmq, driver, pods):
+    (tmp_path / "second").mkdir()
+    second = Gateway(tmp_path / "second")
+    try:
+        gateway.configure(redis_server, rabbitmq).start()
+        second.configure(redis_server, rabbitmq).start()
+        ip = serve_pod(pods, "user-nina", 14)
+        with concurrent.futures.ThreadPoolExecutor(40) as pool:
+            replies = [pool.submit(get, target, "nina") for target in (gateway, second) for _ in range(20)]
+            events = driver.events(timeout=10, expect=1)
+            time.sleep(0.5)
+            events += driver.events(timeout=0)
+            assert len(events) == 1
+            driver.mark_ready("nina", "user-nina", ip)
+            assert [reply.result(timeout=30)[0] for reply in replies] == [200] * 40
+    finally:
+        second.stop()
+    assert second.valgrind_findings() == []
