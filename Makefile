@@ -10,7 +10,7 @@ JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 CXX_SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null)
-LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 2>/dev/null)
+LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 'controller/src/**/*.cpp' 2>/dev/null)
 
 .PHONY: all build configure test test-unit test-integration test-asan run fuzz \
         format format-check lint clean help deps

@@ -22,6 +22,7 @@ build_packages=(
     libjansson-dev libssl-dev       # the shared core: JSON, digests
     libhiredis-dev librabbitmq-dev  # the module and controller: Redis, RabbitMQ
     libcurl4-openssl-dev            # the controller: Kubernetes API
+    libyaml-cpp-dev                 # the controller: kubeconfig and pod templates
     libcli11-dev                    # the controller: command line
 )
 stack_packages=(

@@ -75,9 +75,11 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
         return self.rfile.read(size)
 
-    def _send(self, status, body, content_type="application/json"):
+    def _send(self, status, body, content_type="application/json", headers=None):
         data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -160,6 +162,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self, user, method, path, query, body):
         server = self.server
+        if path == "/kube-sim/faults":
+            return self._faults(user, method, body)
+        fault = server.faults.take(method, path)
+        if fault is not None:
+            error = errors.ApiError(fault["status"], fault.get("reason", "InternalError"),
+                                    fault.get("message", "injected by kube-sim"))
+            extra = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
+            return self._send(error.code, error.status(), headers=extra)
         if method == "GET":
             document = self._discovery(path)
             if document is not None:
@@ -185,6 +195,24 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(status, result, "application/json;as=Table;v=v1;g=meta.k8s.io")
         return self._send(status, result)
 
+    def _faults(self, user, method, body):
+        """Test hook: the next `count` requests matching `method` and
+        `path_prefix` get `status` (and `retry_after`). Admins only."""
+        if "system:masters" not in user.groups:
+            raise errors.forbidden(f'User "{user.name}" cannot manage kube-sim faults')
+        if method == "DELETE":
+            self.server.faults.clear()
+            return self._send(200, {"faults": []})
+        if method != "POST":
+            raise errors.method_not_allowed()
+        try:
+            fault = json.loads(body)
+            assert isinstance(fault, dict) and isinstance(fault.get("status"), int)
+        except (ValueError, AssertionError):
+            raise errors.bad_request("a fault is {status, count, method, path_prefix, retry_after}") from None
+        self.server.faults.add(fault)
+        return self._send(201, fault)
+
     def _discovery(self, path):
         address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         if path == "/api":
@@ -198,6 +226,32 @@ class Handler(BaseHTTPRequestHandler):
             return resources.group(parts[1])
         if parts[0] == "apis" and len(parts) == 3:
             return resources.resource_list(parts[1], parts[2])
+        return None
+
+
+class Faults:
+    """Injected failures for tests of clients' retries (POST /kube-sim/faults)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._faults = []
+
+    def add(self, fault):
+        fault.setdefault("count", 1)
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self):
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, method, path):
+        with self._lock:
+            for fault in self._faults:
+                if fault["count"] > 0 and fault.get("method", method) == method \
+                        and path.startswith(fault.get("path_prefix", "/")):
+                    fault["count"] -= 1
+                    return fault
         return None
 
 
@@ -370,6 +424,7 @@ def main(argv=None):
         demo_host.stop()
         return 1
     server.authenticator = Authenticator(users)
+    server.faults = Faults()
     server.authorizer = Authorizer(store)
     server.kubelet = kubelet
     server.api = api.Api(store, server.authorizer, kubelet, args.bookmark_interval)

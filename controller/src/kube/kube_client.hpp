@@ -1,0 +1,77 @@
+// A Kubernetes API client over libcurl: TLS verified against the
+// kubeconfig's CA, bearer token (re-read when its file changes), a timeout
+// on every call, retries with backoff and jitter on 429/5xx/transport errors
+// honouring Retry-After, and client-go's client-side rate limit. JSON bodies
+// through jansson. One client per thread: a curl handle is not shareable.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "kube/kube_config.hpp"
+#include "kube/rate_limiter.hpp"
+#include "kube/retry_policy.hpp"
+
+namespace pod_router::controller {
+
+struct JsonDecref {
+    void operator()(json_t *json) const noexcept { json_decref(json); }
+};
+using JsonPtr = std::unique_ptr<json_t, JsonDecref>;
+
+struct CurlCleanup {
+    void operator()(CURL *curl) const noexcept { curl_easy_cleanup(curl); }
+};
+
+struct ClientOptions {
+    double qps = 5.0; // client-go's defaults
+    int burst = 10;
+    std::chrono::milliseconds connect_timeout{5'000};
+    std::chrono::milliseconds request_timeout{30'000};
+    RetryPolicy retry;
+};
+
+struct ApiResponse {
+    long status = 0;   // HTTP status; 0 when no answer came
+    JsonPtr body;      // the decoded body, when it was JSON
+    std::string error; // transport error, or the Status message
+    int attempts = 0;
+
+    bool ok() const noexcept { return status >= 200 && status < 300; }
+    // kube-apiserver's Status.reason (AlreadyExists, NotFound, Conflict, ...)
+    std::string reason() const;
+};
+
+class KubeClient {
+  public:
+    KubeClient(KubeConfig config, ClientOptions options = {});
+
+    // method: GET, POST, PUT, PATCH, DELETE; path: "/api/v1/..."; body may be
+    // null. Retries what is worth retrying; returns the last answer.
+    ApiResponse request(const std::string &method, const std::string &path,
+                        const json_t *body = nullptr,
+                        const std::string &content_type = "application/json");
+
+    const KubeConfig &config() const noexcept { return config_; }
+
+  private:
+    ApiResponse attempt(const std::string &method, const std::string &url,
+                        const std::string &payload, const std::string &content_type,
+                        std::optional<std::chrono::seconds> &retry_after);
+    std::string bearer_token();
+
+    KubeConfig config_;
+    ClientOptions options_;
+    RateLimiter limiter_;
+    std::mt19937_64 random_;
+    std::unique_ptr<CURL, CurlCleanup> curl_;
+    std::string file_token_;
+    struct timespec token_mtime_ {};
+};
+
+} // namespace pod_router::controller
