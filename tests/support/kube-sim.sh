@@ -2,6 +2,8 @@
 # Starts or stops a private kube-sim for one test run (a CTest fixture):
 # any free port, state in DIR, DIR/kubeconfig once it is ready.
 set -euo pipefail
+# shellcheck source=stop-process.sh
+. "$(dirname "$0")/stop-process.sh"
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -31,14 +33,9 @@ start)
     ;;
 stop)
     [ -f "$pidfile" ] || exit 0
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 200); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; exit 0; }
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$pidfile"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    # kube-sim stops its pods first: give it their grace periods
+    stop_recorded_process "$pidfile" 20
     ;;
 *) usage ;;
 esac

@@ -3,6 +3,8 @@
 # the given folder, no TCP port (so parallel runs never collide), no
 # persistence. Used as a CTest fixture (tests/CMakeLists.txt).
 set -euo pipefail
+# shellcheck source=stop-process.sh
+. "$(dirname "$0")/stop-process.sh"
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -31,12 +33,7 @@ stop)
     [ -f "$pidfile" ] || exit 0
     pid=$(cat "$pidfile")
     redis-cli -s "$socket" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; exit 0; }
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$pidfile"
+    stop_recorded_process "$pidfile" 10
     ;;
 *) usage ;;
 esac
