@@ -33,9 +33,10 @@ start)
     ;;
 stop)
     [ -f "$pidfile" ] || exit 0
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
     # kube-sim stops its pods first: give it their grace periods
-    stop_recorded_process "$pidfile" 20
+    stop_recorded_process "$pid" "$pidfile" 20
     ;;
 *) usage ;;
 esac

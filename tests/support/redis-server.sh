@@ -33,7 +33,7 @@ stop)
     [ -f "$pidfile" ] || exit 0
     pid=$(cat "$pidfile")
     redis-cli -s "$socket" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-    stop_recorded_process "$pidfile" 10
+    stop_recorded_process "$pid" "$pidfile" 10
     ;;
 *) usage ;;
 esac

@@ -1,9 +1,9 @@
-# Sourced by the fixture scripts: stop_recorded_process PIDFILE SECONDS
-# waits for the recorded process to exit (after the caller asked it to),
-# kills it after SECONDS, and removes the pid file.
+# Sourced by the fixture scripts: stop_recorded_process PID PIDFILE SECONDS
+# waits for PID to exit (after the caller asked it to), kills it after
+# SECONDS, and removes PIDFILE. The pid is passed in: a server may remove its
+# own pid file as it exits.
 stop_recorded_process() {
-    local pidfile=$1 seconds=$2 pid
-    pid=$(cat "$pidfile")
+    local pid=$1 pidfile=$2 seconds=$3
     for _ in $(seq $((seconds * 10))); do
         kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
         sleep 0.1
