@@ -136,6 +136,14 @@ bool is_valid_pod_name(std::string_view name) noexcept {
     return true;
 }
 
+Expected<std::string> identity_digest(std::string_view identity) {
+    Expected<std::string> digest = detail::sha256_hex(identity);
+    if (!digest) {
+        return digest.error();
+    }
+    return std::move(digest).value().substr(0, 32);
+}
+
 Status validate_identity(std::string_view identity, std::size_t max_bytes) {
     if (identity.empty()) {
         return Error{ErrorCode::kInvalidIdentity, "identity is empty"};

@@ -2,9 +2,13 @@
 // fixture): TLS verified with the kubeconfig's CA, Status errors decoded,
 // and retries on injected 500s and 429s with Retry-After.
 #include <cstdlib>
+#include <cstring>
 
 #include "../support/cmocka_cpp.hpp"
 #include "kube/kube_client.hpp"
+#include "pod_template.hpp"
+
+#include <thread>
 
 using namespace pod_router::controller;
 
@@ -127,6 +131,41 @@ void tls_is_verified_and_tokens_are_checked(void **) {
     assert_false(contains(unauthorized.error, "not-the-token"));
 }
 
+void the_shipped_template_starts_a_ready_pod(void **) {
+    const char *path = std::getenv("POD_ROUTER_POD_TEMPLATE");
+    assert_non_null(path);
+    auto pod_template = PodTemplate::load(path);
+    assert_true(pod_template.has_value());
+    auto pod = pod_template.value().render(
+        {"user-shipped", "client-test", "shipped", "2026-11-26T00:00:00Z"});
+    assert_true(pod.has_value());
+    KubeClient client(admin_config(), fast_retries());
+    const std::string pods = "/api/v1/namespaces/client-test/pods";
+    ApiResponse created = client.request("POST", pods, pod.value().get());
+    if (created.status != 201) {
+        fail_msg("create answered %ld: %s", created.status, created.error.c_str());
+    }
+    bool ready = false;
+    for (int i = 0; i < 100 && !ready; ++i) {
+        ApiResponse current = client.request("GET", pods + "/user-shipped");
+        json_t *conditions =
+            json_object_get(json_object_get(current.body.get(), "status"), "conditions");
+        std::size_t index;
+        json_t *condition;
+        json_array_foreach(conditions, index, condition) {
+            ready |=
+                std::strcmp(json_string_value(json_object_get(condition, "type")), "Ready") == 0 &&
+                std::strcmp(json_string_value(json_object_get(condition, "status")), "True") == 0;
+        }
+        if (!ready) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    }
+    assert_true(ready);
+    assert_int_equal(client.request("DELETE", pods + "/user-shipped?gracePeriodSeconds=0").status,
+                     200);
+}
+
 } // namespace
 
 int main() {
@@ -134,6 +173,7 @@ int main() {
         cmocka_unit_test(pods_round_trip_with_status_errors),
         cmocka_unit_test(server_errors_and_throttling_are_retried),
         cmocka_unit_test(tls_is_verified_and_tokens_are_checked),
+        cmocka_unit_test(the_shipped_template_starts_a_ready_pod),
     };
     return cmocka_run_group_tests_name("kube_client", tests, ensure_namespace, nullptr);
 }

@@ -36,6 +36,11 @@ bool is_valid_pod_name(std::string_view name) noexcept;
 // max_bytes, ASCII or C1 control characters, or bytes that are not UTF-8.
 Status validate_identity(std::string_view identity, std::size_t max_bytes);
 
+// 32 hex digits (128 bits) of the SHA-256 of the exact identity bytes: a
+// label value (at most 63 characters) that selects a user's pods whatever
+// bytes the identity holds.
+Expected<std::string> identity_digest(std::string_view identity);
+
 class NamingPolicy {
   public:
     // Validates the operator's settings once, at configuration time.

@@ -22,8 +22,10 @@ from pathlib import Path
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
-# The seed's demo pod runs "httpd"; both names serve the demo page.
-DEFAULT_IMAGES = {"httpd": {"demo": True}, "kube-sim/demo": {"demo": True}}
+# The seed's demo pod runs "httpd"; pod-router's shipped pod template runs
+# the non-root "bitnami/apache". All serve the demo page.
+DEFAULT_IMAGES = {"httpd": {"demo": True}, "bitnami/apache": {"demo": True},
+                  "kube-sim/demo": {"demo": True}}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+// The operator's pod template (YAML or JSON), rendered into the Pod the
+// controller creates for one identity.
+#pragma once
+
+#include <string>
+
+#include "kube/kube_client.hpp"
+#include "pod_router/expected.hpp"
+
+namespace pod_router::controller {
+
+inline constexpr const char *kManagedByLabel = "app.kubernetes.io/managed-by";
+inline constexpr const char *kManagedByValue = "pod-router";
+inline constexpr const char *kIdentityHashLabel = "pod-router.io/identity-hash";
+inline constexpr const char *kIdentityAnnotation = "pod-router.io/identity";
+inline constexpr const char *kCreatedAtAnnotation = "pod-router.io/created-at";
+
+struct PodRequest {
+    std::string pod_name;
+    std::string namespace_name;
+    std::string identity;
+    std::string created_at; // RFC 3339
+};
+
+class PodTemplate {
+  public:
+    static Expected<PodTemplate> load(const std::string &path);
+    static Expected<PodTemplate> parse(const std::string &text, const std::string &source);
+
+    // A fresh Pod object for this request; the template is not changed.
+    Expected<JsonPtr> render(const PodRequest &request) const;
+
+    // The port the gateway proxies to: the first container's first port.
+    int port() const noexcept { return port_; }
+
+  private:
+    PodTemplate(JsonPtr pod, int port) : pod_(pod.release(), JsonDecref()), port_(port) {}
+
+    // shared: templates are copied cheaply, and rendering deep-copies
+    std::shared_ptr<json_t> pod_;
+    int port_;
+};
+
+} // namespace pod_router::controller
