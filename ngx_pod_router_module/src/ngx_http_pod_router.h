@@ -215,6 +215,7 @@ typedef enum {
 
 ngx_int_t ngx_http_pod_router_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+void ngx_http_pod_router_metrics_bind(ngx_shm_zone_t *zone);
 void ngx_http_pod_router_count(ngx_uint_t metric, ngx_atomic_int_t delta);
 void ngx_http_pod_router_observe_wait(ngx_msec_t ms);
 char *ngx_http_pod_router_status(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -53,6 +53,10 @@ static ngx_int_t ngx_http_pod_router_send_text(ngx_http_request_t *r,
 static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r,
     ngx_http_pod_router_ctx_t *ctx);
 static ngx_int_t ngx_http_pod_router_retry_after(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pod_router_respond(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_http_pod_router_watch_client(ngx_http_request_t *r);
+static void ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_slot(
     u_char *pod, size_t len);
 static ngx_uint_t ngx_http_pod_router_touch_due(u_char *pod, size_t len);
@@ -203,8 +207,9 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
         ngx_http_pod_router_count(ctx->outcome, 1);
 
         if (ctx->status == NGX_HTTP_BAD_GATEWAY && ctx->reason.len) {
-            return ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_GATEWAY,
-                                                 &ctx->reason);
+            return ngx_http_pod_router_respond(r,
+                       ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_GATEWAY,
+                                                     &ctx->reason));
         }
 
         if (ctx->status == NGX_HTTP_SERVICE_UNAVAILABLE
@@ -214,7 +219,8 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
         }
 
         if (ctx->outcome == NGX_HTTP_POD_ROUTER_STARTING) {
-            return ngx_http_pod_router_send_page(r, ctx);
+            return ngx_http_pod_router_respond(r,
+                                    ngx_http_pod_router_send_page(r, ctx));
         }
 
         return ctx->status;
@@ -264,7 +270,8 @@ ngx_http_pod_router_start(ngx_http_request_t *r,
                       "pod_router: rejected identity: %s", err);
         text.data = err;
         text.len = ngx_strlen(err);
-        return ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_REQUEST, &text);
+        return ngx_http_pod_router_respond(r,
+                   ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_REQUEST, &text));
     }
 
     if (rc != PR_OK) {
@@ -383,6 +390,10 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
     prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
     prmcf = ngx_http_pod_router_main_conf();
 
+    if (ctx->phase == NGX_HTTP_POD_ROUTER_PHASE_FINAL) {
+        return;
+    }
+
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
     }
@@ -458,6 +469,12 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
         ctx->outcome = NGX_HTTP_POD_ROUTER_MISS;
         ctx->created = 1;
 
+        /* publishing counts against the wait, and the client may leave */
+        if (!ctx->deadline.timer_set) {
+            ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+        }
+        ngx_http_pod_router_watch_client(r);
+
         ret = ngx_http_pod_router_amqp_publish(ctx);
 
         if (ret == NGX_OK) {
@@ -528,6 +545,20 @@ ngx_http_pod_router_fail(ngx_http_pod_router_ctx_t *ctx, ngx_int_t status,
     ngx_http_pod_router_outcome_e outcome)
 {
     ngx_http_pod_router_unpark(ctx);
+
+    /* the answer is final: nothing may wake or route this request again */
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+
+    if (ctx->recheck.posted) {
+        ngx_delete_posted_event(&ctx->recheck);
+    }
+
+    if (ctx->op) {
+        ngx_http_pod_router_redis_cancel(ctx->op, 0);
+        ctx->op = NULL;
+    }
 
     ctx->status = status;
     ctx->outcome = outcome;
@@ -600,7 +631,10 @@ ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
 
         ctx->parked = 1;
         ctx->parked_at = ngx_current_msec;
-        ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+
+        if (!ctx->deadline.timer_set) {
+            ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+        }
         ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, 1);
     }
 
@@ -616,8 +650,28 @@ ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
     }
     ngx_add_timer(&ctx->recheck, prmcf->recheck_interval);
 
-    /* notice a client that gives up while it waits */
+    ngx_http_pod_router_watch_client(r);
+}
+
+
+/*
+ * Notice a client that gives up while it waits. With edge-triggered
+ * events, a FIN that arrived with the request has already been reported:
+ * look at it now rather than wait for an edge that will not come.
+ */
+
+static void
+ngx_http_pod_router_watch_client(ngx_http_request_t *r)
+{
+    ngx_event_t  *rev;
+
     r->read_event_handler = ngx_http_test_reading;
+
+    rev = r->connection->read;
+
+    if ((rev->ready || rev->pending_eof) && !rev->posted) {
+        ngx_post_event(rev, &ngx_posted_events);
+    }
 }
 
 
@@ -633,10 +687,10 @@ ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx)
     if (ctx->parked) {
         ctx->parked = 0;
         ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, -1);
+    }
 
-        if (ctx->deadline.timer_set) {
-            ngx_del_timer(&ctx->deadline);
-        }
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
     }
 }
 
@@ -644,6 +698,10 @@ ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx)
 static void
 ngx_http_pod_router_wake(ngx_http_pod_router_ctx_t *ctx)
 {
+    if (ctx->phase == NGX_HTTP_POD_ROUTER_PHASE_FINAL) {
+        return;
+    }
+
     if (ctx->in_waiting_queue) {
         ngx_queue_remove(&ctx->waiting);
         ctx->in_waiting_queue = 0;
@@ -687,7 +745,7 @@ ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len)
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
 
         if (ctx->pod_len == len && ngx_memcmp(ctx->pod, pod, len) == 0) {
-            ngx_http_pod_router_wake(ctx);
+            ngx_http_pod_router_schedule_wake(ctx);
         }
     }
 }
@@ -743,7 +801,32 @@ ngx_http_pod_router_wake_all(void)
     {
         next = ngx_queue_next(q);
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
-        ngx_http_pod_router_wake(ctx);
+        ngx_http_pod_router_schedule_wake(ctx);
+    }
+}
+
+
+/*
+ * Woken by a notification: route again from the posted-events queue, not
+ * from inside this loop over the waiting queue, where finalizing one request
+ * (and under HTTP/2 its siblings) could free the entry visited next.
+ */
+
+static void
+ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx)
+{
+    if (ctx->in_waiting_queue) {
+        ngx_queue_remove(&ctx->waiting);
+        ctx->in_waiting_queue = 0;
+        ngx_http_pod_router_nwaiting--;
+    }
+
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+
+    if (!ctx->recheck.posted) {
+        ngx_post_event(&ctx->recheck, &ngx_posted_events);
     }
 }
 
@@ -806,6 +889,10 @@ ngx_http_pod_router_cleanup_request(void *data)
 
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
+    }
+
+    if (ctx->recheck.posted) {
+        ngx_delete_posted_event(&ctx->recheck);
     }
 
     if (ctx->in_active_queue) {
@@ -943,6 +1030,20 @@ ngx_http_pod_router_touch_due(u_char *pod, size_t len)
 
 
 /* responses */
+
+
+/*
+ * A body sent from a phase handler: finalize here and stop the phases, as
+ * a content handler's caller would; returning the filter's NGX_OK to the
+ * phase engine would run the content phase (proxy_pass) after it.
+ */
+
+static ngx_int_t
+ngx_http_pod_router_respond(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
+}
 
 
 static ngx_int_t

@@ -287,6 +287,10 @@ ngx_http_pod_router_init_process(ngx_cycle_t *cycle)
     prmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                 ngx_http_pod_router_module);
 
+    /* never a zone left over from an earlier configuration */
+    ngx_http_pod_router_metrics_bind(prmcf && prmcf->configured
+                                     ? prmcf->metrics_zone : NULL);
+
     if (prmcf == NULL || !prmcf->configured) {
         return NGX_OK;
     }
@@ -626,9 +630,12 @@ ngx_http_pod_router_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.url = value[1];
     u.default_port = 6379;
-    u.no_resolve = 1;
 
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
+    /*
+     * Resolved here, once: hiredis would call getaddrinfo() on every
+     * reconnect, inside the event loop. A new address needs a reload.
+     */
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive: %s",
                            &value[1], &cmd->name,
@@ -636,13 +643,16 @@ ngx_http_pod_router_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* hiredis wants a NUL-terminated host */
-    prmcf->redis_host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+    /* hiredis wants a NUL-terminated address */
+    prmcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
     if (prmcf->redis_host.data == NULL) {
         return NGX_CONF_ERROR;
     }
-    ngx_cpystrn(prmcf->redis_host.data, u.host.data, u.host.len + 1);
-    prmcf->redis_host.len = u.host.len;
+    prmcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                          u.addrs[0].socklen,
+                                          prmcf->redis_host.data,
+                                          NGX_SOCKADDR_STRLEN, 0);
+    prmcf->redis_host.data[prmcf->redis_host.len] = '\0';
     prmcf->redis_port = u.port;
 
     prmcf->redis_connect_timeout = 1000;

@@ -932,6 +932,7 @@ ngx_http_pod_router_cleanup(void *data)
         ngx_delete_posted_event(c->write);
     }
 
-    c->fd = (ngx_socket_t) -1;
+    /* ngx_free_connection() looks the fd up; forget it only afterwards */
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }

@@ -60,6 +60,13 @@ ngx_http_pod_router_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 void
+ngx_http_pod_router_metrics_bind(ngx_shm_zone_t *zone)
+{
+    ngx_http_pod_router_metrics = zone ? zone->data : NULL;
+}
+
+
+void
 ngx_http_pod_router_count(ngx_uint_t metric, ngx_atomic_int_t delta)
 {
     if (ngx_http_pod_router_metrics && metric < NGX_HTTP_POD_ROUTER_M_COUNT) {

@@ -297,3 +297,7 @@ def gateway(tmp_path):
     yield server
     server.stop()
     assert server.valgrind_findings() == []
+    # whatever a test provoked, nginx must not have had to complain about us
+    log = server.error_log()
+    for sign in ("[alert]", "[crit]", "[emerg]", "header already sent", "without \"pod_router on\""):
+        assert sign not in log, f"{sign} in the error log:\n{log[-3000:]}"

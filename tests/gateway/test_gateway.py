@@ -91,6 +91,9 @@ def test_waiting_ends_in_503_with_retry_after(gateway, redis_server, rabbitmq, d
     status, headers, _ = get(gateway, "carol")
     assert status == 503 and headers["Retry-After"] == "2"
     assert gateway.access_log()[-1].split()[0] == "TIMEOUT"
+    # nothing of that request may wake up later (re-checks run every 500 ms)
+    time.sleep(1.5)
+    assert len(gateway.access_log()) == 1
 
 
 def test_an_address_outside_the_allow_list_is_refused(gateway, redis_server, rabbitmq, driver):
