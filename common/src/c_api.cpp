@@ -2,6 +2,7 @@
 // everything: no C++ exception may unwind into nginx's C frames.
 #include "pod_router/pod_router_core.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -145,12 +146,18 @@ pr_status_t pr_pod_name(const pr_naming_t *naming, const char *identity, size_t 
     if (naming == nullptr) {
         return report_internal("pr_pod_name: no naming policy", err, err_size);
     }
+    if (out == nullptr || out_size < PR_POD_NAME_SIZE) {
+        return PR_BUFFER_TOO_SMALL;
+    }
     try {
-        auto name = naming->policy.pod_name(view(identity, identity_len));
-        if (!name) {
-            return report(name.error(), err, err_size);
+        auto length = naming->policy.pod_name_into(view(identity, identity_len), out);
+        if (!length) {
+            return report(length.error(), err, err_size);
         }
-        return copy_out(name.value(), out, out_size, out_len);
+        if (out_len != nullptr) {
+            *out_len = length.value();
+        }
+        return PR_OK;
     } catch (const std::bad_alloc &) {
         return report_internal("out of memory", err, err_size);
     } catch (...) {
@@ -171,30 +178,49 @@ pr_status_t pr_redis_key_prefix_check(const char *key_prefix, size_t key_prefix_
 pr_status_t pr_redis_key(pr_redis_key_t kind, const char *key_prefix, size_t key_prefix_len,
                          const char *pod, size_t pod_len, char *out, size_t out_size,
                          size_t *out_len) {
-    try {
-        auto keys = pod_router::RedisKeys::create(view(key_prefix, key_prefix_len));
-        if (!keys) {
-            return PR_INVALID_CONFIG;
-        }
-        const std::string_view pod_name = view(pod, pod_len);
-        const bool needs_pod = kind == PR_KEY_SESSION || kind == PR_KEY_CREATION_LOCK;
-        if (needs_pod && !pod_router::is_valid_pod_name(pod_name)) {
-            return PR_INVALID_IDENTITY;
-        }
-        switch (kind) {
-        case PR_KEY_SESSION:
-            return copy_out(keys.value().session(pod_name), out, out_size, out_len);
-        case PR_KEY_CREATION_LOCK:
-            return copy_out(keys.value().creation_lock(pod_name), out, out_size, out_len);
-        case PR_KEY_ACTIVITY:
-            return copy_out(keys.value().activity(), out, out_size, out_len);
-        case PR_KEY_NOTIFY_CHANNEL:
-            return copy_out(keys.value().notify_channel(), out, out_size, out_len);
-        }
+    // Built in the caller's buffer, without allocating: once per request.
+    const std::string_view prefix = view(key_prefix, key_prefix_len);
+    const std::string_view pod_name = view(pod, pod_len);
+    if (!pod_router::is_valid_redis_key_prefix(prefix)) {
         return PR_INVALID_CONFIG;
-    } catch (...) {
-        return PR_INTERNAL_ERROR;
     }
+    std::string_view segment;
+    bool needs_pod = false;
+    switch (kind) {
+    case PR_KEY_SESSION:
+        segment = pod_router::kSessionKeySegment;
+        needs_pod = true;
+        break;
+    case PR_KEY_CREATION_LOCK:
+        segment = pod_router::kCreationLockKeySegment;
+        needs_pod = true;
+        break;
+    case PR_KEY_ACTIVITY:
+        segment = pod_router::kActivityKeySegment;
+        break;
+    case PR_KEY_NOTIFY_CHANNEL:
+        segment = pod_router::kNotifyChannelSegment;
+        break;
+    default:
+        return PR_INVALID_CONFIG;
+    }
+    if (needs_pod && !pod_router::is_valid_pod_name(pod_name)) {
+        return PR_INVALID_IDENTITY;
+    }
+    const std::size_t length = prefix.size() + segment.size() + (needs_pod ? pod_name.size() : 0);
+    if (out == nullptr || length + 1 > out_size) {
+        return PR_BUFFER_TOO_SMALL;
+    }
+    char *end = std::copy(prefix.begin(), prefix.end(), out);
+    end = std::copy(segment.begin(), segment.end(), end);
+    if (needs_pod) {
+        end = std::copy(pod_name.begin(), pod_name.end(), end);
+    }
+    *end = '\0';
+    if (out_len != nullptr) {
+        *out_len = length;
+    }
+    return PR_OK;
 }
 
 const char *pr_redis_script_source(pr_script_t script, size_t *len) {

@@ -1,5 +1,6 @@
 #include "pod_router/pod_name.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "digest.hpp"
@@ -174,6 +175,26 @@ Expected<NamingPolicy> NamingPolicy::create(std::string_view prefix,
                                                     " bytes"};
     }
     return NamingPolicy(std::string(prefix), max_identity_bytes);
+}
+
+Expected<std::size_t> NamingPolicy::pod_name_into(std::string_view identity, char *out) const {
+    if (Status valid = validate_identity(identity, max_identity_bytes_); !valid) {
+        return valid.error();
+    }
+    if (is_safe_identity(identity) && prefix_.size() + 1 + identity.size() <= kPodNameMaxLength) {
+        char *end = std::copy(prefix_.begin(), prefix_.end(), out);
+        *end++ = '-';
+        end = std::copy(identity.begin(), identity.end(), end);
+        *end = '\0';
+        return static_cast<std::size_t>(end - out);
+    }
+    Expected<std::string> name = pod_name(identity);
+    if (!name) {
+        return name.error();
+    }
+    std::copy(name.value().begin(), name.value().end(), out);
+    out[name.value().size()] = '\0';
+    return name.value().size();
 }
 
 Expected<std::string> NamingPolicy::pod_name(std::string_view identity) const {

@@ -1,5 +1,6 @@
 #include "pod_router/redis_schema.hpp"
 
+#include <algorithm>
 #include <memory>
 
 #include "digest.hpp"
@@ -258,18 +259,19 @@ constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 14> kOutcomeWor
 
 } // namespace
 
+bool is_valid_redis_key_prefix(std::string_view prefix) noexcept {
+    if (prefix.empty() || prefix.size() > kMaxRedisKeyPrefixLength) {
+        return false;
+    }
+    // Printable ASCII without spaces: readable in redis-cli, safe in logs.
+    return std::all_of(prefix.begin(), prefix.end(), [](char c) { return c > ' ' && c <= '~'; });
+}
+
 Expected<RedisKeys> RedisKeys::create(std::string_view key_prefix) {
-    if (key_prefix.empty() || key_prefix.size() > kMaxRedisKeyPrefixLength) {
+    if (!is_valid_redis_key_prefix(key_prefix)) {
         return Error{ErrorCode::kInvalidConfig, "Redis key prefix must be 1 to " +
                                                     std::to_string(kMaxRedisKeyPrefixLength) +
-                                                    " characters long"};
-    }
-    for (const char c : key_prefix) {
-        // Printable ASCII without spaces: readable in redis-cli, safe in logs.
-        if (c <= ' ' || c > '~') {
-            return Error{ErrorCode::kInvalidConfig,
-                         "Redis key prefix may contain only printable ASCII without spaces"};
-        }
+                                                    " printable ASCII characters without spaces"};
     }
     return RedisKeys(std::string(key_prefix));
 }

@@ -227,6 +227,12 @@ void distinct_identities_give_distinct_valid_names(void **) {
         auto name = policy.pod_name(identity);
         assert_true(name.has_value());
         assert_true(pod_router::is_valid_pod_name(name.value()));
+        // the allocation-free form the gateway uses gives the same name
+        char written[pod_router::kPodNameMaxLength + 1];
+        auto length = policy.pod_name_into(identity, written);
+        assert_true(length.has_value());
+        assert_string_view_equal(std::string_view(written, length.value()), name.value());
+        assert_int_equal(written[length.value()], '\0');
         const bool hashed = contains(name.value(), "---");
         assert_true(hashed || !contains(name.value(), "--"));
         safe += hashed ? 0 : 1;

@@ -52,6 +52,11 @@ class NamingPolicy {
     // when nothing survives cleaning) otherwise. Deterministic.
     Expected<std::string> pod_name(std::string_view identity) const;
 
+    // The same name, written into out (kPodNameMaxLength + 1 bytes, NUL-
+    // terminated); returns its length. Allocates nothing for an identity
+    // that keeps its name: this runs on the gateway's hot path.
+    Expected<std::size_t> pod_name_into(std::string_view identity, char *out) const;
+
     const std::string &prefix() const noexcept { return prefix_; }
     std::size_t max_identity_bytes() const noexcept { return max_identity_bytes_; }
 

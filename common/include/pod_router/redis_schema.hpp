@@ -20,6 +20,15 @@ namespace pod_router {
 inline constexpr std::string_view kDefaultRedisKeyPrefix = "pod-router:";
 inline constexpr std::size_t kMaxRedisKeyPrefixLength = 64;
 
+// What follows the prefix in each key name.
+inline constexpr std::string_view kSessionKeySegment = "session:";
+inline constexpr std::string_view kCreationLockKeySegment = "creating:";
+inline constexpr std::string_view kActivityKeySegment = "activity";
+inline constexpr std::string_view kNotifyChannelSegment = "notify";
+
+// 1..64 printable ASCII characters without spaces.
+bool is_valid_redis_key_prefix(std::string_view prefix) noexcept;
+
 // How long a creation lock lives: while it does, requests for the same pod
 // wait instead of publishing another event. Long enough to cover a normal pod
 // start; short enough that a lost event is republished by the next request.
@@ -57,16 +66,16 @@ class RedisKeys {
 
     // Hash holding one user's session (session_field).
     std::string session(std::string_view pod) const {
-        return prefix_ + "session:" + std::string(pod);
+        return prefix_ + std::string(kSessionKeySegment) + std::string(pod);
     }
     // String with a TTL; whoever sets it publishes the creation event.
     std::string creation_lock(std::string_view pod) const {
-        return prefix_ + "creating:" + std::string(pod);
+        return prefix_ + std::string(kCreationLockKeySegment) + std::string(pod);
     }
     // Sorted set: member pod name, score last activity in ms since the epoch.
-    std::string activity() const { return prefix_ + "activity"; }
+    std::string activity() const { return prefix_ + std::string(kActivityKeySegment); }
     // Pub/sub channel announcing "ready <pod>", "failed <pod>", "gone <pod>".
-    std::string notify_channel() const { return prefix_ + "notify"; }
+    std::string notify_channel() const { return prefix_ + std::string(kNotifyChannelSegment); }
 
     const std::string &prefix() const noexcept { return prefix_; }
 
