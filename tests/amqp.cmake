@@ -3,7 +3,9 @@
 # (tests/support/rabbitmq-server.sh): AMQP on POD_ROUTER_TEST_AMQP_PORT,
 # Erlang distribution on the port after it. Not 35672-35682: rabbitmqctl's
 # own distribution ports.
-set(POD_ROUTER_TEST_AMQP_PORT 45672 CACHE STRING "AMQP port of the test rabbitmq-server")
+# Below Linux's ephemeral range (32768-60999): a port in it can be taken at
+# any moment by an outgoing connection of a test running alongside.
+set(POD_ROUTER_TEST_AMQP_PORT 27672)
 set(POD_ROUTER_TEST_AMQP_DIR ${CMAKE_BINARY_DIR}/test-run/rabbitmq)
 set(POD_ROUTER_RABBITMQ_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/support/rabbitmq-server.sh)
 
