@@ -126,7 +126,6 @@ typedef struct {
     ngx_queue_t                 active;
     ngx_msec_t                  proxied_at;
 
-    unsigned                    created:1;
     unsigned                    parked:1;
     unsigned                    in_waiting_queue:1;
     unsigned                    in_active_queue:1;
@@ -150,6 +149,7 @@ struct ngx_http_pod_router_op_s {
     ngx_http_pod_router_op_t   *next_free;
     ngx_uint_t                  kind;
     unsigned                    retried:1;
+    unsigned                    touch:1;     /* route: record activity */
 };
 
 

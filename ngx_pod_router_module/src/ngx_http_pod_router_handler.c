@@ -50,8 +50,7 @@ static ngx_int_t ngx_http_pod_router_set_peer(ngx_http_pod_router_ctx_t *ctx,
     struct sockaddr *sockaddr, socklen_t socklen);
 static ngx_int_t ngx_http_pod_router_send_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
-static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r,
-    ngx_http_pod_router_ctx_t *ctx);
+static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pod_router_retry_after(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pod_router_respond(ngx_http_request_t *r,
     ngx_int_t rc);
@@ -150,6 +149,7 @@ ngx_http_pod_router_op_get(ngx_http_pod_router_ctx_t *ctx, ngx_uint_t kind)
     op->ctx = ctx;
     op->kind = kind;
     op->retried = 0;
+    op->touch = 0;
     op->next_free = NULL;
 
     return op;
@@ -220,7 +220,7 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
 
         if (ctx->outcome == NGX_HTTP_POD_ROUTER_STARTING) {
             return ngx_http_pod_router_respond(r,
-                                    ngx_http_pod_router_send_page(r, ctx));
+                                    ngx_http_pod_router_send_page(r));
         }
 
         return ctx->status;
@@ -467,7 +467,6 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
 
     case PR_OUTCOME_CREATE:
         ctx->outcome = NGX_HTTP_POD_ROUTER_MISS;
-        ctx->created = 1;
 
         /* publishing counts against the wait, and the client may leave */
         if (!ctx->deadline.timer_set) {
@@ -1090,8 +1089,7 @@ ngx_http_pod_router_send_text(ngx_http_request_t *r, ngx_uint_t status,
 
 
 static ngx_int_t
-ngx_http_pod_router_send_page(ngx_http_request_t *r,
-    ngx_http_pod_router_ctx_t *ctx)
+ngx_http_pod_router_send_page(ngx_http_request_t *r)
 {
     ngx_buf_t        *b;
     ngx_table_elt_t  *h;
@@ -1126,8 +1124,6 @@ ngx_http_pod_router_send_page(ngx_http_request_t *r,
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;
-
-    (void) ctx;
 
     return ngx_http_pod_router_send_buffer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "text/html", b);

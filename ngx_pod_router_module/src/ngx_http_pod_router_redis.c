@@ -22,7 +22,6 @@
 #define NGX_HTTP_POD_ROUTER_BACKOFF_MAX   5000
 
 #define NGX_HTTP_POD_ROUTER_OP_ROUTE      1
-#define NGX_HTTP_POD_ROUTER_OP_OTHER      2
 
 
 typedef enum {
@@ -501,11 +500,8 @@ ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    op->retried = 0;
+    op->touch = touch ? 1 : 0;
     ctx->op = op;
-
-    /* "touch" rides in the op's kind bits: bit 8 set means touch */
-    op->kind = NGX_HTTP_POD_ROUTER_OP_ROUTE | (touch ? 0x100 : 0);
 
     if (ngx_http_pod_router_send_route(ctx, op) != NGX_OK) {
         ctx->op = NULL;
@@ -575,7 +571,7 @@ ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
     lens[9] = ngx_strlen(ngx_http_pod_router_lock_ttl);
     argv[10] = ngx_http_pod_router_pending_ttl;
     lens[10] = ngx_strlen(ngx_http_pod_router_pending_ttl);
-    argv[11] = (op->kind & 0x100) ? "1" : "0";
+    argv[11] = op->touch ? "1" : "0";
     lens[11] = 1;
 
     if (redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
