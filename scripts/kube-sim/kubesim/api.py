@@ -277,6 +277,8 @@ class Api:
         validation.check_metadata_maps(rtype, obj)
         if rtype is resources.pods():
             validation.validate_and_default_pod(rtype, obj)
+        if rtype is resources.leases():
+            validation.validate_lease(rtype, obj)
         if rtype is resources.namespaces():
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
@@ -321,6 +323,14 @@ class Api:
             )
         meta["name"] = route_.name
         validation.check_metadata_maps(rtype, obj)
+        if rtype is resources.leases():
+            validation.validate_lease(rtype, obj)
+            if not meta.get("resourceVersion"):
+                # Leases allow no unconditional update (leaseStrategy.AllowUnconditionalUpdate).
+                raise errors.invalid(rtype, route_.name, [(
+                    "metadata.resourceVersion", "FieldValueInvalid",
+                    "Invalid value: 0x0: must be specified for an update",
+                )])
         if query.get("dryRun") == "All":
             return 200, obj
         return 200, self._apply_write(route_, obj, meta.get("resourceVersion") or None)

@@ -96,6 +96,10 @@ def namespaces():
     return CORE[2]
 
 
+def leases():
+    return COORDINATION[0]
+
+
 def _resource_entries(types):
     entries = []
     for rtype in types:

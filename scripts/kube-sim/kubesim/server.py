@@ -297,7 +297,7 @@ def _generate_certificates(state_dir):
     return ca_cert, server_cert, server_key
 
 
-def _write_kubeconfig(path, server_url, token, ca_cert, user):
+def _write_kubeconfig(path, server_url, token, ca_cert, user, namespace="default"):
     cluster = {"server": server_url}
     if ca_cert is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
@@ -307,7 +307,7 @@ def _write_kubeconfig(path, server_url, token, ca_cert, user):
         "clusters": [{"name": "kube-sim", "cluster": cluster}],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "kube-sim", "context": {"cluster": "kube-sim", "user": user,
-                                                      "namespace": "default"}}],
+                                                      "namespace": namespace}}],
         "current-context": "kube-sim",
     }
     temporary = path.with_suffix(".tmp")
@@ -437,8 +437,10 @@ def main(argv=None):
     for namespace, name in args.service_accounts:
         account = f"system:serviceaccount:{namespace}:{name}"
         if account in token_of:
+            # The account's own namespace, as in a pod (the mounted
+            # serviceaccount/namespace file).
             _write_kubeconfig(state_dir / f"kubeconfig.{namespace}.{name}", url, token_of[account],
-                              ca_cert, account)
+                              ca_cert, account, namespace)
     if admin is not None:
         _write_kubeconfig(state_dir / "kubeconfig", url, admin, ca_cert, "kube-sim-admin")
     log.info("serving on %s; admin kubeconfig %s", url, state_dir / "kubeconfig")

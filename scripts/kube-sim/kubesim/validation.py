@@ -1,6 +1,8 @@
 """Validation and defaulting on create and update, with kube-apiserver's
 messages for the cases pod-router meets (names, required pod fields)."""
 
+import datetime
+import json
 import re
 import secrets
 import string
@@ -85,6 +87,50 @@ def check_metadata_maps(rtype, obj):
                         "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
                         "with an alphanumeric character",
                     )])
+
+
+_MICRO_TIME_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
+_MICRO_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
+
+
+def validate_lease(rtype, lease):
+    """A Lease as kube-apiserver takes it. acquireTime and renewTime are
+    metav1.MicroTime, which Go parses with exactly six fractional digits: any
+    other form fails to decode (400). ValidateLeaseSpec then wants a positive
+    leaseDurationSeconds and a leaseTransitions of at least 0 (422)."""
+    spec = lease.get("spec")
+    if spec is None:
+        return
+    cannot_decode = f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}'
+    if not isinstance(spec, dict):
+        raise errors.bad_request(f"{cannot_decode}: spec must be an object")
+    for field in ("acquireTime", "renewTime"):
+        value = spec.get(field)
+        if value is None:
+            continue
+        valid = isinstance(value, str) and _MICRO_TIME_RE.match(value)
+        if valid:
+            try:
+                datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+            except ValueError:
+                valid = False
+        if not valid:
+            raise errors.bad_request(
+                f"{cannot_decode}: parsing time {json.dumps(value)} as "
+                f'"{_MICRO_TIME_LAYOUT}"'
+            )
+    causes = []
+    for field, least, rule in (("leaseDurationSeconds", 1, "must be greater than 0"),
+                               ("leaseTransitions", 0, "must be greater than or equal to 0")):
+        value = spec.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise errors.bad_request(f"{cannot_decode}: spec.{field} must be an integer")
+        if value < least:
+            causes.append((f"spec.{field}", "FieldValueInvalid", f"Invalid value: {value}: {rule}"))
+    if causes:
+        raise errors.invalid(rtype, lease["metadata"]["name"], causes)
 
 
 def _qos_class(containers):
