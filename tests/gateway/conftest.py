@@ -5,17 +5,12 @@ Redis scripts (taken from pod-router-controller) and the same queue."""
 
 import json
 import os
-import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import pika
 import pytest
 import redis
 
@@ -26,94 +21,15 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 from kubesim.demo_pod import DemoHost  # noqa: E402
 from nginx_runner import Nginx as PlainNginx  # noqa: E402
 from polling import wait_until  # noqa: E402
+from servers import RedisServer, private_rabbitmq  # noqa: E402
 
 CONTROLLER = os.environ.get("POD_ROUTER_CONTROLLER", str(REPO / "build" / "controller" / "pod-router-controller"))
-RABBITMQ_SCRIPT = REPO / "tests" / "support" / "rabbitmq-server.sh"
 QUEUE = "pod-router.create"
 # Demo pods of this test run live in a /24 of their own, derived from the
 # process id, so that two runs at once (the plain and the valgrind pass)
 # never bind the same address.
 POD_NETWORK = f"127.{100 + os.getpid() % 100}.{os.getpid() // 100 % 256}"
 KEY_PREFIX = "pod-router:"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self, directory):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.process = None
-        self.start()
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: self._ping(client), what="redis-server")
-
-    @staticmethod
-    def _ping(client):
-        try:
-            return client.ping()
-        except redis.exceptions.ConnectionError:
-            return False
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-class RabbitMQ:
-    def __init__(self, directory):
-        self.directory = Path(directory)
-        # A port another process takes between our check and the broker's
-        # bind fails the start: try elsewhere, a bounded number of times.
-        for attempt in range(3):
-            self.port = self._pick_port()
-            try:
-                self.start()
-                return
-            except subprocess.CalledProcessError:
-                if attempt == 2:
-                    raise
-
-    def _pick_port(self):
-        # below the ephemeral range, where outgoing connections of other
-        # tests cannot take the port between this check and the broker's bind
-        while True:
-            port = random.randrange(20000, 27000)
-            if all(self._free(port + offset) for offset in range(3)):
-                return port
-
-    @staticmethod
-    def _free(port):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                return False
-
-    def start(self):
-        subprocess.run([str(RABBITMQ_SCRIPT), "start", str(self.directory), str(self.port)],
-                       check=True, timeout=120)
-
-    def stop(self):
-        subprocess.run([str(RABBITMQ_SCRIPT), "stop", str(self.directory), str(self.port)],
-                       check=False, timeout=120)
-
-    def channel(self):
-        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port))
-        return connection, connection.channel()
 
 
 class Driver:
@@ -266,14 +182,8 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rabbitmq():
-    # rabbitmq-server runs as the rabbitmq user: its folder must be reachable
-    # by it, which pytest's private temporary folders are not.
-    directory = Path(tempfile.mkdtemp(prefix="pod-router-rabbitmq-"))
-    directory.chmod(0o755)
-    broker = RabbitMQ(directory / "node")
-    yield broker
-    broker.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with private_rabbitmq() as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../support/amqp_test_broker.hpp"
 #include "../support/cmocka_cpp.hpp"
 #include "pod_router/amqp_publisher.h"
 #include "pod_router/amqp_topology.hpp"
@@ -27,30 +28,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char *kHost = "127.0.0.1";
+using amqp_test::broker_port;
+using amqp_test::bytes;
+using amqp_test::kHost;
+using amqp_test::rabbitmqctl;
+using amqp_test::text;
 constexpr std::string_view kBody = R"({"v":1,"identity":"alice","pod":"user-alice"})";
 constexpr const char *kCustomExchange = "pod-router-test.exchange";
 constexpr const char *kCustomQueue = "pod-router-test.queue";
-
-int broker_port() {
-    const char *port = std::getenv("POD_ROUTER_TEST_AMQP_PORT");
-    if (port == nullptr) {
-        fail_msg("POD_ROUTER_TEST_AMQP_PORT is not set; run through ctest");
-    }
-    return std::atoi(port);
-}
-
-// rabbitmqctl against the fixture's node, e.g. "close_all_connections x".
-void rabbitmqctl(const std::string &arguments) {
-    const char *ctl = std::getenv("POD_ROUTER_TEST_AMQP_CTL");
-    if (ctl == nullptr) {
-        fail_msg("POD_ROUTER_TEST_AMQP_CTL is not set; run through ctest");
-    }
-    const std::string command = std::string(ctl) + " " + arguments + " >/dev/null";
-    if (std::system(command.c_str()) != 0) {
-        fail_msg("failed: %s", command.c_str());
-    }
-}
 
 pr_amqp_config_t config_for(int port) {
     pr_amqp_config_t config{};
@@ -101,15 +86,6 @@ void assert_published(const Outcome &outcome) {
     }
 }
 
-std::string text(amqp_bytes_t bytes) {
-    return bytes.bytes == nullptr ? std::string()
-                                  : std::string(static_cast<const char *>(bytes.bytes), bytes.len);
-}
-
-amqp_bytes_t bytes(std::string_view value) {
-    return amqp_bytes_t{value.size(), const_cast<char *>(value.data())};
-}
-
 struct Message {
     std::string body;
     std::string content_type;
@@ -118,47 +94,24 @@ struct Message {
     uint64_t delivery_tag = 0;
 };
 
-struct ConnectionDestroy {
-    void operator()(amqp_connection_state_t_ *connection) const noexcept {
-        static_cast<void>(amqp_connection_close(connection, AMQP_REPLY_SUCCESS));
-        static_cast<void>(amqp_destroy_connection(connection));
-    }
-};
-
 // The test's own view of the broker, on channel 1 of its own connection.
-class Broker {
+class Broker : public amqp_test::Connection {
   public:
-    Broker() : connection_(amqp_new_connection()) {
-        amqp_socket_t *socket = amqp_tcp_socket_new(connection_.get());
-        const timeval timeout = {5, 0};
-        if (socket == nullptr ||
-            amqp_socket_open_noblock(socket, kHost, broker_port(), &timeout) != AMQP_STATUS_OK) {
-            fail_msg("the test cannot connect to rabbitmq on port %d", broker_port());
-        }
-        assert_int_equal(amqp_set_rpc_timeout(connection_.get(), &timeout), AMQP_STATUS_OK);
-        expect_ok(amqp_login(connection_.get(), "/", 0, AMQP_DEFAULT_FRAME_SIZE, 0,
-                             AMQP_SASL_METHOD_PLAIN, "guest", "guest"),
-                  "login");
-        open_channel();
-    }
-
     // Every test starts with no pod-router exchange or queue at all.
     void reset() {
         for (std::string_view queue : {pod_router::kAmqpQueue, pod_router::kAmqpDeadLetterQueue,
                                        std::string_view(kCustomQueue)}) {
-            amqp_queue_delete(connection_.get(), 1, bytes(queue), 0, 0);
-            expect_ok(amqp_get_rpc_reply(connection_.get()), "queue.delete");
+            delete_queue(queue);
         }
         for (std::string_view exchange :
              {pod_router::kAmqpExchange, pod_router::kAmqpDeadLetterExchange,
               std::string_view(kCustomExchange)}) {
-            amqp_exchange_delete(connection_.get(), 1, bytes(exchange), 0);
-            expect_ok(amqp_get_rpc_reply(connection_.get()), "exchange.delete");
+            delete_exchange(exchange);
         }
     }
 
     std::optional<Message> get(std::string_view queue, bool ack = true) {
-        const amqp_rpc_reply_t reply = amqp_basic_get(connection_.get(), 1, bytes(queue), 0);
+        const amqp_rpc_reply_t reply = amqp_basic_get(connection(), 1, bytes(queue), 0);
         expect_ok(reply, "basic.get");
         if (reply.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) {
             return std::nullopt;
@@ -167,7 +120,7 @@ class Broker {
         Message result;
         result.delivery_tag = static_cast<amqp_basic_get_ok_t *>(reply.reply.decoded)->delivery_tag;
         amqp_message_t message;
-        expect_ok(amqp_read_message(connection_.get(), 1, &message, 0), "reading a message");
+        expect_ok(amqp_read_message(connection(), 1, &message, 0), "reading a message");
         result.body = text(message.body);
         const amqp_basic_properties_t &properties = message.properties;
         if ((properties._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) != 0) {
@@ -181,48 +134,43 @@ class Broker {
         }
         amqp_destroy_message(&message);
         if (ack) {
-            assert_int_equal(amqp_basic_ack(connection_.get(), 1, result.delivery_tag, 0), 0);
+            assert_int_equal(amqp_basic_ack(connection(), 1, result.delivery_tag, 0), 0);
         }
         return result;
     }
 
     // What the controller does with a poison message.
     void reject(uint64_t delivery_tag) {
-        assert_int_equal(amqp_basic_reject(connection_.get(), 1, delivery_tag, 0), 0);
+        assert_int_equal(amqp_basic_reject(connection(), 1, delivery_tag, 0), 0);
     }
 
     void unbind(std::string_view queue, std::string_view exchange, std::string_view key) {
-        amqp_queue_unbind(connection_.get(), 1, bytes(queue), bytes(exchange), bytes(key),
+        amqp_queue_unbind(connection(), 1, bytes(queue), bytes(exchange), bytes(key),
                           amqp_empty_table);
-        expect_ok(amqp_get_rpc_reply(connection_.get()), "queue.unbind");
+        expect_ok(amqp_get_rpc_reply(connection()), "queue.unbind");
     }
 
     // True if the broker accepts the declaration; a refusal closes the
     // channel, which is then reopened.
     bool declare_queue(std::string_view queue, bool passive, amqp_table_t arguments) {
-        amqp_queue_declare(connection_.get(), 1, bytes(queue), passive ? 1 : 0, 1, 0, 0, arguments);
+        amqp_queue_declare(connection(), 1, bytes(queue), passive ? 1 : 0, 1, 0, 0, arguments);
         return accepted();
     }
 
     bool exchange_exists(std::string_view exchange) {
-        amqp_exchange_declare(connection_.get(), 1, bytes(exchange), bytes("direct"), 1, 0, 0, 0,
+        amqp_exchange_declare(connection(), 1, bytes(exchange), bytes("direct"), 1, 0, 0, 0,
                               amqp_empty_table);
         return accepted();
     }
 
   private:
-    void open_channel() {
-        amqp_channel_open(connection_.get(), 1);
-        expect_ok(amqp_get_rpc_reply(connection_.get()), "channel.open");
-    }
-
     bool accepted() {
-        const amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection_.get());
+        const amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection());
         if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
             reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             amqp_channel_close_ok_t close_ok{};
             assert_int_equal(
-                amqp_send_method(connection_.get(), 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok),
+                amqp_send_method(connection(), 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok),
                 AMQP_STATUS_OK);
             open_channel();
             return false;
@@ -230,15 +178,6 @@ class Broker {
         expect_ok(reply, "declaration");
         return true;
     }
-
-    static void expect_ok(const amqp_rpc_reply_t &reply, const char *what) {
-        if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-            fail_msg("%s: rabbitmq reply type %d, library error %s", what,
-                     static_cast<int>(reply.reply_type), amqp_error_string2(reply.library_error));
-        }
-    }
-
-    std::unique_ptr<amqp_connection_state_t_, ConnectionDestroy> connection_;
 };
 
 amqp_table_t dead_letter_arguments(amqp_table_entry_t (&entries)[2]) {

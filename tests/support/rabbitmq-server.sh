@@ -6,6 +6,8 @@
 #
 #   rabbitmq-server.sh start DIR PORT         AMQP on PORT, Erlang distribution
 #                                             on PORT+1, its epmd on PORT+2
+#   rabbitmq-server.sh restart DIR PORT       stop and start, keeping durable queues,
+#                                             exchanges and persistent messages
 #   rabbitmq-server.sh stop DIR PORT
 #   rabbitmq-server.sh ctl DIR PORT ARGS...   rabbitmqctl ARGS against that node
 #
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start|stop DIR PORT | $0 ctl DIR PORT ARGS..." >&2
+    echo "usage: $0 start|restart|stop DIR PORT | $0 ctl DIR PORT ARGS..." >&2
     exit 2
 }
 [ $# -ge 3 ] || usage
@@ -94,7 +96,10 @@ stop() {
 start() {
     stop
     # Fresh data every run: no queue or message survives from the last one.
-    rm -rf "$dir/mnesia" "$dir/log"
+    # A restart keeps it, as a real broker's restart would.
+    if [ "${1:-}" != keep-data ]; then
+        rm -rf "$dir/mnesia" "$dir/log"
+    fi
     mkdir -p "$dir/mnesia" "$dir/log"
     echo '[].' >"$dir/enabled_plugins"
     chown -R rabbitmq:rabbitmq "$dir"
@@ -139,6 +144,7 @@ start() {
 
 case "$action" in
 start) start ;;
+restart) start keep-data ;;
 stop) stop ;;
 ctl) rabbitmqctl_bounded 60 "$@" ;;
 *) usage ;;

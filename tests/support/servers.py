@@ -1,0 +1,161 @@
+"""Real servers for the Python integration tests: a redis-server on a free
+TCP port, a private rabbitmq-server (tests/support/rabbitmq-server.sh) and
+kube-sim, each started for real and stopped by the fixture that owns it."""
+
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pika
+import redis
+
+from polling import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+RABBITMQ_SCRIPT = REPO / "tests" / "support" / "rabbitmq-server.sh"
+KUBE_SIM = REPO / "scripts" / "kube-sim" / "kube-sim"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: self._ping(client), what="redis-server")
+
+    @staticmethod
+    def _ping(client):
+        try:
+            return client.ping()
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class RabbitMQ:
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        # A port another process takes between our check and the broker's
+        # bind fails the start: try elsewhere, a bounded number of times.
+        for attempt in range(3):
+            self.port = self._pick_port()
+            try:
+                self.start()
+                return
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    raise
+
+    def _pick_port(self):
+        # below the ephemeral range, where outgoing connections of other
+        # tests cannot take the port between this check and the broker's bind
+        while True:
+            port = random.randrange(20000, 27000)
+            if all(self._free(port + offset) for offset in range(3)):
+                return port
+
+    @staticmethod
+    def _free(port):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+
+    def start(self):
+        subprocess.run([str(RABBITMQ_SCRIPT), "start", str(self.directory), str(self.port)],
+                       check=True, timeout=120)
+
+    def restart(self):
+        """Stops and starts the node, keeping its durable queues and
+        persistent messages, as a real broker's restart does."""
+        subprocess.run([str(RABBITMQ_SCRIPT), "restart", str(self.directory), str(self.port)],
+                       check=True, timeout=180)
+
+    def stop(self):
+        subprocess.run([str(RABBITMQ_SCRIPT), "stop", str(self.directory), str(self.port)],
+                       check=False, timeout=120)
+
+    def channel(self):
+        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port))
+        return connection, connection.channel()
+
+
+class KubeSim:
+    """kube-sim on a free port, with its state (kubeconfigs, CA, pod logs)
+    in `directory`; pods get addresses from `pod_cidr`."""
+
+    def __init__(self, directory, pod_cidr, start_delay="0.2", extra=()):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.pod_cidr = pod_cidr
+        self.args = ["--start-delay", start_delay, *extra]
+        self.process = None
+        self.start()
+
+    @property
+    def kubeconfig(self):
+        return self.directory / "kubeconfig"
+
+    def service_account_kubeconfig(self, namespace="pod-router-system", name="pod-router-controller"):
+        return self.directory / f"kubeconfig.{namespace}.{name}"
+
+    def start(self):
+        self.kubeconfig.unlink(missing_ok=True)
+        self.log = open(self.directory / "kube-sim.log", "ab")
+        self.process = subprocess.Popen(
+            [str(KUBE_SIM), "--state-dir", str(self.directory), "--port", "0",
+             "--pod-cidr", self.pod_cidr, *self.args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.kubeconfig.exists() or self.process.poll() is not None,
+                   timeout=30, what="kube-sim")
+        assert self.process.poll() is None, (self.directory / "kube-sim.log").read_text()[-3000:]
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def private_rabbitmq():
+    """A RabbitMQ node for one test session, removed afterwards. It runs as
+    the rabbitmq user, so its folder must be reachable by it, which pytest's
+    private temporary folders are not."""
+    directory = Path(tempfile.mkdtemp(prefix="pod-router-rabbitmq-"))
+    directory.chmod(0o755)
+    broker = RabbitMQ(directory / "node")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(directory, ignore_errors=True)
