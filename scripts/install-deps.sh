@@ -24,6 +24,7 @@ build_packages=(
     libcurl4-openssl-dev            # the controller: Kubernetes API
     libyaml-cpp-dev                 # the controller: kubeconfig and pod templates
     libcli11-dev                    # the controller: command line
+    libcpp-httplib-dev              # the controller: /healthz, /readyz, /metrics
 )
 stack_packages=(
     redis-server rabbitmq-server

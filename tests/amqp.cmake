@@ -31,3 +31,13 @@ add_test(NAME integration_amqp_publisher COMMAND integration_amqp_publisher)
 set_tests_properties(integration_amqp_publisher PROPERTIES
   LABELS integration TIMEOUT 180 FIXTURES_REQUIRED rabbitmq RESOURCE_LOCK rabbitmq
   ENVIRONMENT "POD_ROUTER_TEST_AMQP_PORT=${POD_ROUTER_TEST_AMQP_PORT};POD_ROUTER_TEST_AMQP_CTL=${POD_ROUTER_RABBITMQ_SCRIPT} ctl ${POD_ROUTER_TEST_AMQP_DIR} ${POD_ROUTER_TEST_AMQP_PORT}")
+
+# The controller's consumer against the same node, events published with the
+# publisher above.
+add_executable(integration_event_consumer integration/test_event_consumer.cpp)
+target_link_libraries(integration_event_consumer PRIVATE pod_router_controller_core
+  PkgConfig::CMOCKA PkgConfig::LIBRABBITMQ)
+add_test(NAME integration_event_consumer COMMAND integration_event_consumer)
+set_tests_properties(integration_event_consumer PROPERTIES
+  LABELS integration TIMEOUT 180 FIXTURES_REQUIRED rabbitmq RESOURCE_LOCK rabbitmq
+  ENVIRONMENT "POD_ROUTER_TEST_AMQP_PORT=${POD_ROUTER_TEST_AMQP_PORT};POD_ROUTER_TEST_AMQP_CTL=${POD_ROUTER_RABBITMQ_SCRIPT} ctl ${POD_ROUTER_TEST_AMQP_DIR} ${POD_ROUTER_TEST_AMQP_PORT}")

@@ -34,6 +34,8 @@ pr_status_t status_for(ErrorCode code) noexcept {
         return PR_MALFORMED_EVENT;
     case ErrorCode::kUnsupportedVersion:
         return PR_UNSUPPORTED_VERSION;
+    case ErrorCode::kUnavailable:
+        return PR_UNAVAILABLE;
     case ErrorCode::kInternal:
         break;
     }

@@ -9,6 +9,8 @@
 
 #include "offline_commands.hpp"
 #include "pod_router/pod_name.hpp"
+#include "run/controller.hpp"
+#include "run/settings.hpp"
 
 namespace {
 
@@ -26,14 +28,30 @@ void add_naming_flags(CLI::App &command, pod_router::controller::NamingOptions &
 
 int run(int argc, char **argv) {
     CLI::App app{"pod-router-controller: creates a Kubernetes pod for each user on demand, "
-                 "and reaps idle ones.\nThe offline subcommands below answer questions from the "
-                 "shared naming and Redis schema rules without touching any server.",
+                 "and reaps idle ones.\n`run` is the controller itself; the other subcommands "
+                 "answer questions from the shared naming and Redis schema rules without "
+                 "touching any server.",
                  "pod-router-controller"};
     app.set_version_flag("--version", std::string("pod-router-controller ") + POD_ROUTER_VERSION);
     app.require_subcommand(1);
 
     pod_router::controller::NamingOptions naming{std::string(pod_router::kDefaultPodNamePrefix),
                                                  pod_router::kDefaultMaxIdentityBytes};
+
+    pod_router::controller::RunFlags run_flags;
+    pod_router::controller::NamingOptions run_naming = naming;
+    CLI::App *run_command = app.add_subcommand(
+        "run", "Consume creation events, create and watch pods, reap idle ones and repair drift. "
+               "Every flag can also come from its environment variable or from the --config "
+               "file (TOML or INI: a [run] section of name = value lines, names without the "
+               "leading dashes); a flag wins over the file, which wins over the environment.");
+    // The file is read by the top-level app, where CLI11 handles it; the
+    // run subcommand lets --config fall through to it, and the file's [run]
+    // section sets run's options.
+    app.set_config("--config", "", "Read run's settings from this TOML or INI file");
+    run_command->fallthrough();
+    add_naming_flags(*run_command, run_naming);
+    pod_router::controller::add_run_flags(*run_command, run_flags);
 
     std::vector<std::string> identities;
     CLI::App *pod_name =
@@ -56,6 +74,16 @@ int run(int argc, char **argv) {
 
     CLI11_PARSE(app, argc, argv);
 
+    if (run_command->parsed()) {
+        run_flags.pod_name_prefix = run_naming.prefix;
+        run_flags.max_identity_bytes = run_naming.max_identity_bytes;
+        auto settings = pod_router::controller::resolve_run_settings(run_flags);
+        if (!settings) {
+            std::cerr << "pod-router-controller run: " << settings.error().message << "\n";
+            return 78; // EX_CONFIG
+        }
+        return pod_router::controller::run_controller(settings.value());
+    }
     if (pod_name->parsed()) {
         return pod_router::controller::print_pod_names(naming, identities, std::cout, std::cerr);
     }

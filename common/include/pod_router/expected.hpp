@@ -19,6 +19,7 @@ enum class ErrorCode {
     kMalformedEvent,     // a creation event is not the JSON we expect
     kUnsupportedVersion, // a creation event of a version this build does not speak
     kInternal,           // a library failed (allocation, OpenSSL, jansson)
+    kUnavailable,        // a server (Redis, RabbitMQ, the Kubernetes API) gave no usable answer
 };
 
 struct Error {

@@ -10,11 +10,6 @@
 namespace pod_router::controller {
 namespace {
 
-struct SlistFree {
-    void operator()(curl_slist *list) const noexcept { curl_slist_free_all(list); }
-};
-using Headers = std::unique_ptr<curl_slist, SlistFree>;
-
 struct FreeText {
     void operator()(char *text) const noexcept { std::free(text); } // NOLINT: jansson's malloc
 };
@@ -117,27 +112,17 @@ ApiResponse KubeClient::request(const std::string &method, const std::string &pa
     }
 }
 
-ApiResponse KubeClient::attempt(const std::string &method, const std::string &url,
-                                const std::string &payload, const std::string &content_type,
-                                std::optional<std::chrono::seconds> &retry_after) {
-    ApiResponse response;
-    CURL *curl = curl_.get();
-    if (curl == nullptr) {
-        response.error = "curl_easy_init() failed";
-        return response;
-    }
+bool KubeClient::prepare(CURL *curl, const std::string &method, const std::string &url,
+                         const std::string &content_type, bool has_payload, Headers &headers,
+                         std::string &error) {
     curl_easy_reset(curl);
-
-    Headers headers;
     const std::string token = bearer_token();
     if (!add_header(headers, "Accept: application/json") ||
-        (!payload.empty() && !add_header(headers, "Content-Type: " + content_type)) ||
+        (has_payload && !add_header(headers, "Content-Type: " + content_type)) ||
         (!token.empty() && !add_header(headers, "Authorization: Bearer " + token))) {
-        response.error = "out of memory building request headers";
-        return response;
+        error = "out of memory building request headers";
+        return false;
     }
-
-    std::string raw;
     curl_blob ca = blob_of(config_.ca_pem);
     curl_blob cert = blob_of(config_.client_cert_pem);
     curl_blob key = blob_of(config_.client_key_pem);
@@ -148,16 +133,7 @@ ApiResponse KubeClient::attempt(const std::string &method, const std::string &ur
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options_.connect_timeout.count()));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &raw);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https,http");
-    if (!payload.empty()) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-    }
     if (!config_.ca_pem.empty()) {
         curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
     }
@@ -168,15 +144,10 @@ ApiResponse KubeClient::attempt(const std::string &method, const std::string &ur
     const long verify = config_.insecure_skip_tls_verify ? 0L : 1L;
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, verify);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, verify * 2);
+    return true;
+}
 
-    const CURLcode rc = curl_easy_perform(curl);
-    if (rc != CURLE_OK) {
-        // The URL, never the token, goes into the message.
-        response.error = url + ": " + curl_easy_strerror(rc);
-        return response;
-    }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
-
+void KubeClient::decode(ApiResponse &response, const std::string &raw, const std::string &url) {
     json_error_t parse_error;
     response.body.reset(json_loadb(raw.data(), raw.size(), 0, &parse_error));
     if (!response.ok()) {
@@ -185,6 +156,129 @@ ApiResponse KubeClient::attempt(const std::string &method, const std::string &ur
         response.error = json_is_string(message)
                              ? std::string(json_string_value(message))
                              : "HTTP " + std::to_string(response.status) + " from " + url;
+    }
+}
+
+ApiResponse KubeClient::attempt(const std::string &method, const std::string &url,
+                                const std::string &payload, const std::string &content_type,
+                                std::optional<std::chrono::seconds> &retry_after) {
+    ApiResponse response;
+    CURL *curl = curl_.get();
+    if (curl == nullptr) {
+        response.error = "curl_easy_init() failed";
+        return response;
+    }
+    Headers headers;
+    if (!prepare(curl, method, url, content_type, !payload.empty(), headers, response.error)) {
+        return response;
+    }
+    std::string raw;
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &raw);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after);
+    if (!payload.empty()) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    }
+    const CURLcode rc = curl_easy_perform(curl);
+    if (rc != CURLE_OK) {
+        // The URL, never the token, goes into the message.
+        response.error = url + ": " + curl_easy_strerror(rc);
+        return response;
+    }
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+    decode(response, raw, url);
+    return response;
+}
+
+namespace {
+
+// The state of one watch stream while curl feeds it.
+struct StreamState {
+    const KubeClient::LineHandler *on_line;
+    const std::atomic<bool> *stop;
+    std::string pending;    // bytes after the last newline
+    std::string error_body; // the whole body, when the status is not 200
+    long status = 0;
+    CURL *curl = nullptr;
+    bool handler_stopped = false;
+};
+
+std::size_t stream_body(char *data, std::size_t size, std::size_t count, void *target) {
+    auto *state = static_cast<StreamState *>(target);
+    const std::size_t length = size * count;
+    if (state->status == 0) {
+        curl_easy_getinfo(state->curl, CURLINFO_RESPONSE_CODE, &state->status);
+    }
+    if (state->status != 200) {
+        state->error_body.append(data, length);
+        return length;
+    }
+    state->pending.append(data, length);
+    // A watch event is one JSON object per line; one never spans beyond the
+    // newline, so each complete line is handed over as it arrives.
+    std::size_t start = 0;
+    for (std::size_t end; (end = state->pending.find('\n', start)) != std::string::npos;
+         start = end + 1) {
+        if (end > start &&
+            !(*state->on_line)(std::string_view(state->pending).substr(start, end - start))) {
+            state->handler_stopped = true;
+            return 0; // aborts the transfer
+        }
+    }
+    state->pending.erase(0, start);
+    constexpr std::size_t kMaxEventBytes = 16 << 20;
+    if (state->pending.size() > kMaxEventBytes) {
+        return 0; // a line this long is not a watch event
+    }
+    return length;
+}
+
+int stream_progress(void *target, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    const auto *state = static_cast<StreamState *>(target);
+    return state->stop->load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+} // namespace
+
+ApiResponse KubeClient::stream(const std::string &path, std::chrono::seconds max_duration,
+                               const LineHandler &on_line, const std::atomic<bool> &stop) {
+    ApiResponse response;
+    CURL *curl = curl_.get();
+    if (curl == nullptr) {
+        response.error = "curl_easy_init() failed";
+        return response;
+    }
+    const auto wait = limiter_.reserve(RateLimiter::Clock::now());
+    if (wait.count() > 0) {
+        std::this_thread::sleep_for(wait);
+    }
+    const std::string url = config_.server + path;
+    Headers headers;
+    if (!prepare(curl, "GET", url, "", false, headers, response.error)) {
+        return response;
+    }
+    StreamState state{&on_line, &stop, {}, {}, 0, curl, false};
+    // The server ends the watch after timeoutSeconds; this is the backstop
+    // for a connection that died without a word.
+    const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(max_duration);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(limit.count()));
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, stream_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, stream_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &state);
+    const CURLcode rc = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+    if (state.status != 0 && state.status != 200) {
+        decode(response, state.error_body, url);
+        return response;
+    }
+    if (rc != CURLE_OK && !state.handler_stopped &&
+        !(rc == CURLE_ABORTED_BY_CALLBACK && stop.load())) {
+        response.error = url + ": " + curl_easy_strerror(rc);
     }
     return response;
 }

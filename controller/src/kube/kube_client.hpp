@@ -5,10 +5,13 @@
 // through jansson. One client per thread: a curl handle is not shareable.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -27,6 +30,10 @@ using JsonPtr = std::unique_ptr<json_t, JsonDecref>;
 struct CurlCleanup {
     void operator()(CURL *curl) const noexcept { curl_easy_cleanup(curl); }
 };
+struct SlistFree {
+    void operator()(curl_slist *list) const noexcept { curl_slist_free_all(list); }
+};
+using Headers = std::unique_ptr<curl_slist, SlistFree>;
 
 struct ClientOptions {
     double qps = 5.0; // client-go's defaults
@@ -57,12 +64,26 @@ class KubeClient {
                         const json_t *body = nullptr,
                         const std::string &content_type = "application/json");
 
+    // A streaming GET (a watch): each complete line of the body goes to
+    // on_line as it arrives; returning false from it ends the stream. Ends
+    // when the server closes it, after max_duration, or within a second of
+    // stop becoming true. Not retried: the caller decides (relist, resume).
+    // status is the HTTP status (0: none came); error is set when the stream
+    // broke rather than ended.
+    using LineHandler = std::function<bool(std::string_view line)>;
+    ApiResponse stream(const std::string &path, std::chrono::seconds max_duration,
+                       const LineHandler &on_line, const std::atomic<bool> &stop);
+
     const KubeConfig &config() const noexcept { return config_; }
 
   private:
     ApiResponse attempt(const std::string &method, const std::string &url,
                         const std::string &payload, const std::string &content_type,
                         std::optional<std::chrono::seconds> &retry_after);
+    bool prepare(CURL *curl, const std::string &method, const std::string &url,
+                 const std::string &content_type, bool has_payload, Headers &headers,
+                 std::string &error);
+    static void decode(ApiResponse &response, const std::string &raw, const std::string &url);
     std::string bearer_token();
 
     KubeConfig config_;

@@ -1,0 +1,235 @@
+#include "leader/leader_duties.hpp"
+
+#include <map>
+
+namespace pod_router::controller {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t wall_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
+LeaderDuties::LeaderDuties(DutySettings settings, SessionStore &store, KubePodApi &pods,
+                           std::function<bool()> is_leader, Logger &logger,
+                           ControllerMetrics &metrics)
+    : settings_(settings), store_(store), pods_(pods), is_leader_(std::move(is_leader)),
+      log_(logger, "leader"), metrics_(metrics) {
+}
+
+bool LeaderDuties::delete_and_finish(const std::string &pod) {
+    const ApiResult deleted = pods_.delete_pod(pod);
+    if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
+        // The session stays terminating; the reconciler finishes it later.
+        log_.warn("deleting an idle pod failed", {{"pod", pod}, {"error", deleted.message}});
+        return false;
+    }
+    auto finished = store_.finish_reap(pod);
+    if (!finished) {
+        log_.warn("forgetting a reaped session failed",
+                  {{"pod", pod}, {"error", finished.error().message}});
+        return false;
+    }
+    return finished.value() == ScriptOutcome::kOk;
+}
+
+ReapResult LeaderDuties::reap_once() {
+    const auto started = Clock::now();
+    ReapResult result;
+    const std::int64_t idle_ms = settings_.idle_timeout.count();
+    auto now = store_.now_ms();
+    if (!now) {
+        log_.warn("reaper cannot read the Redis clock", {{"error", now.error().message}});
+        result.complete = false;
+        return result;
+    }
+    auto candidates = store_.idle_pods(now.value() - idle_ms, settings_.reap_batch);
+    if (!candidates) {
+        log_.warn("reaper cannot read the activity set", {{"error", candidates.error().message}});
+        result.complete = false;
+        return result;
+    }
+    result.candidates = candidates.value().size();
+    for (const std::string &pod : candidates.value()) {
+        auto claimed = store_.begin_reap(pod, idle_ms);
+        if (!claimed) {
+            log_.warn("reaper lost Redis", {{"pod", pod}, {"error", claimed.error().message}});
+            result.complete = false;
+            break;
+        }
+        if (claimed.value() != ScriptOutcome::kReap) {
+            continue; // used since it was picked, not ready, or already gone
+        }
+        if (delete_and_finish(pod)) {
+            ++result.reaped;
+            metrics_.pods_reaped.add();
+            log_.info("reaped an idle pod",
+                      {{"pod", pod}, {"idle_timeout_s", static_cast<long>(idle_ms / 1000)}});
+        } else {
+            result.complete = false;
+        }
+    }
+    metrics_.reap_tick_seconds.observe(
+        std::chrono::duration<double>(Clock::now() - started).count());
+    return result;
+}
+
+ReconcileResult LeaderDuties::reconcile_once() {
+    ReconcileResult result;
+    // Redis's clock before the list: a session changed after it may refer
+    // to a pod the list could not show yet, and is left for the next pass.
+    auto listed_at = store_.now_ms();
+    if (!listed_at) {
+        result.complete = false;
+        return result;
+    }
+    auto pods = pods_.list_pods();
+    if (!pods) {
+        log_.warn("reconciler cannot list pods", {{"error", pods.error().message}});
+        result.complete = false;
+        return result;
+    }
+    auto names = store_.session_pods();
+    if (!names) {
+        log_.warn("reconciler cannot scan sessions", {{"error", names.error().message}});
+        result.complete = false;
+        return result;
+    }
+    std::map<std::string, const PodView *> by_name;
+    for (const PodView &pod : pods.value()) {
+        by_name.emplace(pod.name, &pod);
+    }
+    std::map<std::string, std::string> state_of; // pod -> session state
+    const std::int64_t now = wall_ms();
+    const auto fix = [&](const char *kind, const std::string &pod, std::size_t &counter) {
+        ++counter;
+        metrics_.reconcile_fixes.add(kind);
+        log_.info("reconciled", {{"kind", kind}, {"pod", pod}});
+    };
+
+    for (const std::string &pod : names.value()) {
+        auto record = store_.session(pod);
+        if (!record) {
+            result.complete = false;
+            break;
+        }
+        if (!record.value()) {
+            continue; // expired since the scan
+        }
+        const SessionRecord &session = *record.value();
+        state_of[pod] = session.state;
+        const auto found = by_name.find(pod);
+        const PodView *view = found == by_name.end() ? nullptr : found->second;
+        const bool settled_before_list = session.updated_ms < listed_at.value();
+        if (session.state == session_state::kTerminating) {
+            if (settled_before_list && delete_and_finish(pod)) {
+                fix("unfinished_reap", pod, result.reaps_finished);
+            }
+        } else if (session.state == session_state::kReady && view == nullptr &&
+                   settled_before_list) {
+            auto stale = store_.mark_stale(pod, session.ip, session.port);
+            if (stale && stale.value() == ScriptOutcome::kOk) {
+                fix("stale_session", pod, result.stale_sessions);
+            }
+        } else if (session.state == session_state::kPending && view != nullptr &&
+                   view->condition == PodCondition::kReady) {
+            auto ready = store_.mark_ready(pod, session.identity, view->ip, view->port);
+            if (ready && ready.value() == ScriptOutcome::kOk) {
+                fix("missed_ready", pod, result.ready_recorded);
+            }
+        }
+    }
+
+    for (const PodView &pod : pods.value()) {
+        if (pod.condition == PodCondition::kTerminating) {
+            continue;
+        }
+        const std::int64_t age_ms = pod.created_ms > 0 ? now - pod.created_ms : 0;
+        const auto session = state_of.find(pod.name);
+        if (session == state_of.end()) {
+            if (age_ms >= settings_.orphan_grace.count()) {
+                const ApiResult deleted = pods_.delete_pod(pod.name);
+                if (deleted.outcome == ApiOutcome::kDone) {
+                    fix("orphan_pod", pod.name, result.orphans_deleted);
+                }
+            }
+            continue;
+        }
+        const bool stuck =
+            pod.condition == PodCondition::kFailed ||
+            (pod.condition == PodCondition::kStarting && age_ms >= settings_.start_timeout.count());
+        if (stuck && session->second == session_state::kFailed) {
+            pods_.delete_pod(pod.name); // recorded already; only the pod is left
+        } else if (stuck && session->second == session_state::kPending) {
+            const std::string reason =
+                pod.condition == PodCondition::kFailed
+                    ? pod.reason
+                    : "StartTimeout: not ready within " +
+                          std::to_string(settings_.start_timeout.count() / 1000) + " s (" +
+                          pod.reason + ")";
+            auto failed = store_.mark_failed(pod.name, pod.identity, reason);
+            if (failed && failed.value() == ScriptOutcome::kOk) {
+                metrics_.pods_failed.add("Stuck");
+                pods_.delete_pod(pod.name);
+                fix("stuck_pending", pod.name, result.stuck_failed);
+            }
+        }
+    }
+    return result;
+}
+
+void LeaderDuties::stop() noexcept {
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+}
+
+void LeaderDuties::run() noexcept {
+    bool was_leader = false;
+    Clock::time_point next_reap = Clock::now();
+    Clock::time_point next_reconcile = Clock::now();
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+            if (stopping_) {
+                return;
+            }
+        }
+        try {
+            const bool leader = is_leader_();
+            const auto now = Clock::now();
+            if (leader && !was_leader) {
+                // Newly elected: repair what the previous leader may have left.
+                next_reconcile = now;
+                next_reap = now;
+            }
+            was_leader = leader;
+            if (!leader) {
+                continue;
+            }
+            if (now >= next_reconcile) {
+                const ReconcileResult fixed = reconcile_once();
+                next_reconcile = now + (fixed.complete ? settings_.reconcile_interval
+                                                       : std::chrono::milliseconds(10'000));
+            }
+            if (now >= next_reap) {
+                const ReapResult reaped = reap_once();
+                // A full batch means more are waiting: go again at once.
+                next_reap =
+                    reaped.candidates >= settings_.reap_batch ? now : now + settings_.reap_interval;
+            }
+        } catch (const std::exception &error) {
+            log_.error("leader duties failed", {{"error", error.what()}});
+        }
+    }
+}
+
+} // namespace pod_router::controller

@@ -1,0 +1,40 @@
+// What a managed Pod's status means for its session: still starting, ready
+// to serve (with its address), failed for good (with a reason a user can
+// read), or going away. Pure functions over the API's JSON, so that every
+// status a real cluster reports can be tested without one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <jansson.h>
+
+namespace pod_router::controller {
+
+enum class PodCondition {
+    kStarting,    // scheduled or not, pulling, creating containers, not Ready yet
+    kReady,       // Ready condition True and an IP: route to it
+    kFailed,      // will not become Ready without help: ErrImagePull, CrashLoopBackOff, ...
+    kTerminating, // deletionTimestamp set: it is going away
+};
+
+struct PodView {
+    std::string name;
+    std::string uid;
+    std::string identity; // the pod-router.io/identity annotation
+    std::string resource_version;
+    PodCondition condition = PodCondition::kStarting;
+    std::string ip;
+    int port = 80;               // first container's first containerPort
+    std::string reason;          // kFailed: why, one line; kStarting: the stage
+    std::int64_t created_ms = 0; // metadata.creationTimestamp, 0 if absent
+};
+
+// nullopt when the object is not a Pod with a name.
+std::optional<PodView> view_pod(const json_t *pod);
+
+// "2026-11-26T08:00:00Z" (and fractional seconds) to ms since the epoch.
+std::optional<std::int64_t> parse_rfc3339_ms(const char *text) noexcept;
+
+} // namespace pod_router::controller
