@@ -108,6 +108,15 @@ def test_idle_pods_are_reaped_at_the_timeout_and_active_ones_kept(stack):
     wait_until(lambda: not stack.redis.exists(f"{KEY_PREFIX}session:{busy}"), timeout=8,
                what="the busy session reaped once idle")
 
+    # the reaped user comes back: a new pod (not the old one, which may still
+    # be terminating), ready at a fresh address
+    old_uid = stack.pods()[idle].metadata.uid if idle in stack.pods() else None
+    assert stack.request("idle-user") == idle
+    session = stack.wait_session(idle, "ready", timeout=30)
+    pod = stack.pods()[idle]
+    assert pod.metadata.uid != old_uid and pod.metadata.deletion_timestamp is None
+    assert session["ip"] == pod.status.pod_ip
+
 
 def test_a_repeated_event_for_a_ready_session_is_just_acked(stack):
     controller = stack.controller().start()
