@@ -1,13 +1,13 @@
 # --- integration: the AMQP publisher against a real rabbitmq-server ---------
 # Included from tests/CMakeLists.txt. The fixture starts a private node
-# (tests/support/rabbitmq-server.sh): AMQP on POD_ROUTER_TEST_AMQP_PORT,
+# (scripts/rabbitmq-node.sh): AMQP on POD_ROUTER_TEST_AMQP_PORT,
 # Erlang distribution on the port after it. Not 35672-35682: rabbitmqctl's
 # own distribution ports.
 # Below Linux's ephemeral range (32768-60999): a port in it can be taken at
 # any moment by an outgoing connection of a test running alongside.
 set(POD_ROUTER_TEST_AMQP_PORT 27672)
 set(POD_ROUTER_TEST_AMQP_DIR ${CMAKE_BINARY_DIR}/test-run/rabbitmq)
-set(POD_ROUTER_RABBITMQ_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/support/rabbitmq-server.sh)
+set(POD_ROUTER_RABBITMQ_SCRIPT ${PROJECT_SOURCE_DIR}/scripts/rabbitmq-node.sh)
 
 add_test(NAME rabbitmq_server_start
   COMMAND ${POD_ROUTER_RABBITMQ_SCRIPT} start ${POD_ROUTER_TEST_AMQP_DIR}

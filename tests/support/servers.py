@@ -1,5 +1,5 @@
 """Real servers for the Python integration tests: a redis-server on a free
-TCP port, a private rabbitmq-server (tests/support/rabbitmq-server.sh) and
+TCP port, a private rabbitmq-server (scripts/rabbitmq-node.sh) and
 kube-sim, each started for real and stopped by the fixture that owns it."""
 
 import contextlib
@@ -16,7 +16,7 @@ import redis
 from polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-RABBITMQ_SCRIPT = REPO / "tests" / "support" / "rabbitmq-server.sh"
+RABBITMQ_SCRIPT = REPO / "scripts" / "rabbitmq-node.sh"
 KUBE_SIM = REPO / "scripts" / "kube-sim" / "kube-sim"
 
 
@@ -55,36 +55,39 @@ class RedisServer:
             self.process.wait(10)
 
 
+def _free(port):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_broker_port():
+    """A port for a private RabbitMQ node, with the two after it (its Erlang
+    distribution and epmd) free too; below the ephemeral range, where other
+    tests' outgoing connections cannot take it between this check and the
+    broker's bind."""
+    while True:
+        port = random.randrange(20000, 27000)
+        if all(_free(port + offset) for offset in range(3)):
+            return port
+
+
 class RabbitMQ:
     def __init__(self, directory):
         self.directory = Path(directory)
         # A port another process takes between our check and the broker's
         # bind fails the start: try elsewhere, a bounded number of times.
         for attempt in range(3):
-            self.port = self._pick_port()
+            self.port = free_broker_port()
             try:
                 self.start()
                 return
             except subprocess.CalledProcessError:
                 if attempt == 2:
                     raise
-
-    def _pick_port(self):
-        # below the ephemeral range, where outgoing connections of other
-        # tests cannot take the port between this check and the broker's bind
-        while True:
-            port = random.randrange(20000, 27000)
-            if all(self._free(port + offset) for offset in range(3)):
-                return port
-
-    @staticmethod
-    def _free(port):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                return False
 
     def start(self):
         subprocess.run([str(RABBITMQ_SCRIPT), "start", str(self.directory), str(self.port)],

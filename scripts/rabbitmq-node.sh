@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Starts or stops a private rabbitmq-server for one test run: its own node
-# name (derived from DIR, so parallel runs in other build folders differ),
-# data, logs, ports and epmd, listening on 127.0.0.1 only, with no plugins.
-# Used as a CTest fixture (tests/amqp.cmake).
+# Starts or stops a private rabbitmq-server, without systemd: its own node
+# name (derived from DIR, so parallel runs in other folders differ), data,
+# logs, ports and epmd, listening on 127.0.0.1 only, with no plugins. Used by
+# the local stack (scripts/stack.sh) and by the tests (tests/amqp.cmake,
+# tests/support/servers.py).
 #
-#   rabbitmq-server.sh start DIR PORT         AMQP on PORT, Erlang distribution
+#   rabbitmq-node.sh start DIR PORT         AMQP on PORT, Erlang distribution
 #                                             on PORT+1, its epmd on PORT+2
-#   rabbitmq-server.sh restart DIR PORT       stop and start, keeping durable queues,
+#   rabbitmq-node.sh restart DIR PORT       stop and start, keeping durable queues,
 #                                             exchanges and persistent messages
-#   rabbitmq-server.sh stop DIR PORT
-#   rabbitmq-server.sh ctl DIR PORT ARGS...   rabbitmqctl ARGS against that node
+#   rabbitmq-node.sh stop DIR PORT
+#   rabbitmq-node.sh ctl DIR PORT ARGS...   rabbitmqctl ARGS against that node
 #
 # A private epmd (ERL_EPMD_PORT) keeps parallel runs from sharing, and one
 # run's stop from killing, the epmd another run's node is registered with.
