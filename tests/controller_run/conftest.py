@@ -57,30 +57,6 @@ spec:
         periodSeconds: 1
 """
 
-RBAC = [
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-     "metadata": {"name": "pod-router-controller", "namespace": USERS_NS},
-     "rules": [{"apiGroups": [""], "resources": ["pods"],
-                "verbs": ["create", "get", "list", "watch", "delete"]}]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-     "metadata": {"name": "pod-router-controller", "namespace": USERS_NS},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                 "name": "pod-router-controller"},
-     "subjects": [{"kind": "ServiceAccount", "name": "pod-router-controller",
-                   "namespace": SYSTEM_NS}]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-     "metadata": {"name": "pod-router-controller-lease", "namespace": SYSTEM_NS},
-     "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                "verbs": ["get", "create", "update"]}]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-     "metadata": {"name": "pod-router-controller-lease", "namespace": SYSTEM_NS},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                 "name": "pod-router-controller-lease"},
-     "subjects": [{"kind": "ServiceAccount", "name": "pod-router-controller",
-                   "namespace": SYSTEM_NS}]},
-]
-
-
 class Controller:
     """One pod-router-controller run process, with its JSON log lines."""
 
@@ -308,15 +284,12 @@ def rabbitmq():
 def kube(tmp_path_factory):
     sim = KubeSim(tmp_path_factory.mktemp("kube-sim"), POD_CIDR)
     kube_config.load_kube_config(config_file=str(sim.kubeconfig))
-    core = kube_client.CoreV1Api()
-    for namespace in (USERS_NS, SYSTEM_NS):
-        core.create_namespace({"metadata": {"name": namespace}})
-    rbac = kube_client.RbacAuthorizationV1Api()
-    for item in RBAC:
-        if item["kind"] == "Role":
-            rbac.create_namespaced_role(item["metadata"]["namespace"], item)
-        else:
-            rbac.create_namespaced_role_binding(item["metadata"]["namespace"], item)
+    # The namespaces and the controller's RBAC exactly as shipped: the
+    # controller runs as that service account in every test.
+    subprocess.run(["kubectl", "--kubeconfig", str(sim.kubeconfig), "apply",
+                    "-f", str(REPO / "manifests" / "base" / "namespaces.yaml"),
+                    "-f", str(REPO / "manifests" / "base" / "controller-rbac.yaml")],
+                   check=True, capture_output=True, timeout=60)
     yield sim
     sim.stop()
 
