@@ -1,20 +1,54 @@
 #!/usr/bin/env bash
-# make run: the whole system on this machine. For now it installs what is
-# missing and builds; the local stack (Redis, RabbitMQ, kube-sim, the
-# controller's run mode, nginx) is not wired up yet, and it says so.
+# make run: the whole system on this machine, in the foreground. Installs
+# what is missing, builds, starts the stack (scripts/stack.sh up), prints
+# what to try, and on Ctrl-C or SIGTERM stops every process it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 make build
 
-cat >&2 <<'MSG'
+port=${POD_ROUTER_PORT:-8080}
+run_dir=${POD_ROUTER_RUN_DIR:-.run}
+idle=${POD_ROUTER_IDLE_TIMEOUT:-600}
+stopping=0
+stop() {
+    [ "$stopping" = 1 ] && return
+    stopping=1
+    echo
+    echo "pod-router: stopping"
+    scripts/stack.sh down
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-pod-router: built build/ngx_http_pod_router_module.so and build/controller/pod-router-controller.
-The local stack is not there yet: the controller's consume/reap loop, the
-module's request path and the script that starts Redis, RabbitMQ, kube-sim,
-the controller and nginx together are still to come (see README.md,
-"Status"). Nothing was started. kube-sim, the local Kubernetes API, runs on
-its own: scripts/kube-sim/kube-sim --state-dir .run/kube-sim (docs/kube-sim.md).
+echo "pod-router: starting the local stack in $run_dir/"
+scripts/stack.sh up
+
+cat <<MSG
+
+pod-router is running: the gateway on 127.0.0.1:$port for local.gateway.com.
+Identity comes from the X-User-ID header, which this demo trusts as the seed
+did: anyone who can reach the port can claim any user. Idle pods are deleted
+after $idle s (POD_ROUTER_IDLE_TIMEOUT).
+
+  curl -H "X-User-ID: demo-user-1" -H "Host: local.gateway.com" http://127.0.0.1:$port/
+      the first request waits while demo-user-1's pod starts, then "It works!"
+  curl -H "X-User-ID: demo-user-1" -H "Host: local.gateway.com" http://127.0.0.1:$port/
+      again: straight to the same pod
+  kubectl --kubeconfig $run_dir/kube-sim/kubeconfig get pods -n pod-router-users
+  curl http://127.0.0.1:${POD_ROUTER_CONTROLLER_PORT:-8081}/metrics
+  scripts/stack.sh logs controller
+
+Logs are in $run_dir/logs/. Ctrl-C stops everything.
 MSG
-exit 1
+
+# In the foreground until a signal, or until a component dies.
+while sleep 2; do
+    if ! scripts/stack.sh status >/dev/null; then
+        echo "pod-router: a component stopped:" >&2
+        scripts/stack.sh status >&2 || true
+        exit 1
+    fi
+done
