@@ -110,8 +110,12 @@ up_kube_sim() {
     alive kube-sim && return 0
     port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
     rm -f "$kubeconfig"
+    # A credential for the gateway too, bound to nothing: it must have no
+    # API access at all (the end-to-end tests check for 403).
     launch kube-sim "$repo/scripts/kube-sim/kube-sim" --state-dir "$run_dir/kube-sim" \
-        --port "$kube_port" --pod-cidr "$pod_cidr" --start-delay "$start_delay"
+        --port "$kube_port" --pod-cidr "$pod_cidr" --start-delay "$start_delay" \
+        --service-account pod-router-system/pod-router-controller \
+        --service-account pod-router-system/pod-router-gateway
     await kube-sim 30 test -f "$kubeconfig"
     # The namespaces and the controller's RBAC, as a cluster would have them.
     kubectl --kubeconfig "$kubeconfig" apply -f "$repo/manifests/base/namespaces.yaml" \

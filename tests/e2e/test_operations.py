@@ -1,0 +1,103 @@
+"""What operators do to a running stack: change the pod template, reload
+nginx under load; and what the gateway may not do: talk to the API."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from polling import wait_until
+
+BAD_TEMPLATE = """apiVersion: v1
+kind: Pod
+spec:
+  containers:
+    - name: web
+      image: registry.invalid/no-such-image:1
+      ports: [{containerPort: 8080}]
+"""
+
+
+def pid_of(stack, component):
+    return int((stack.run_dir / "pids" / f"{component}.pid").read_text())
+
+
+def restart_controller(stack, **env):
+    os.kill(pid_of(stack, "controller"), signal.SIGTERM)
+    wait_until(lambda: stack.script("status", check=False).returncode != 0,
+               what="the controller stopped")
+    saved = dict(stack.env)
+    stack.env.update(env)
+    try:
+        stack.script("up")
+    finally:
+        stack.env = saved
+
+
+def test_a_bad_image_answers_502_with_the_reason_fast(stack):
+    template = stack.run_dir / "bad-template.yaml"
+    template.write_text(BAD_TEMPLATE)
+    restart_controller(stack, POD_ROUTER_POD_TEMPLATE=str(template))
+    try:
+        started = time.monotonic()
+        status, _, body = stack.get("bad-image-user")
+        elapsed = time.monotonic() - started
+        assert status == 502, body
+        assert "ErrImagePull" in body or "ImagePullBackOff" in body, body
+        assert elapsed < 10, elapsed  # the reason, not the 30 s wait timeout
+    finally:
+        restart_controller(stack)
+    # with the template fixed, the user gets a pod once the failure expires
+    wait_until(lambda: stack.get("bad-image-user")[0] == 200, timeout=60, interval=2,
+               what="a pod after the template was fixed")
+
+
+def test_nginx_reload_under_load_fails_no_request(stack):
+    users = [f"reload-{n}" for n in range(4)]
+    for user in users:
+        assert stack.get(user)[0] == 200
+    failures, answered = [], []
+    stop = threading.Event()
+
+    def load(user):
+        while not stop.is_set():
+            try:
+                status, headers, _ = stack.get(user, timeout=30)
+            except OSError as error:
+                failures.append((user, repr(error)))
+                continue
+            answered.append(status)
+            if status != 200 or headers.get("X-Pod-Name") != stack.pod_name(user):
+                failures.append((user, status))
+
+    threads = [threading.Thread(target=load, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(3):
+            time.sleep(1)
+            os.kill(pid_of(stack, "nginx"), signal.SIGHUP)  # nginx -s reload
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(40)
+    assert len(answered) > 50
+    assert failures == []
+
+
+def test_the_gateway_has_no_api_access(stack):
+    kubeconfig = stack.run_dir / "kube-sim" / "kubeconfig.pod-router-system.pod-router-gateway"
+    for verb, resource, namespace in (("get", "pods", "pod-router-users"),
+                                      ("get", "secrets", "pod-router-system"),
+                                      ("get", "leases", "pod-router-system")):
+        done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), verb, resource, "-n",
+                               namespace], capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and "Forbidden" in done.stderr, (resource, done.stderr)
+    # while the controller, with exactly the manifests' Role, works (every
+    # other test), and may not go beyond it
+    controller = stack.run_dir / "kube-sim" / "kubeconfig.pod-router-system.pod-router-controller"
+    done = subprocess.run(["kubectl", "--kubeconfig", str(controller), "get", "secrets", "-n",
+                           "pod-router-system"], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "Forbidden" in done.stderr, done.stderr
