@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole pod-router system on this machine, in the background:
-#   redis-server, rabbitmq-server, kube-sim (the local Kubernetes API), the
-#   controller's RBAC from manifests/ applied to it, pod-router-controller
-#   running as that service account, and nginx with the module.
+#   redis-server, rabbitmq-server, kube-sim (the local Kubernetes API, which
+#   also knows an image kube-sim/demo-process whose pods are processes of
+#   their own), the controller's RBAC from manifests/ applied to it,
+#   pod-router-controller running as that service account, and nginx with
+#   the module.
 #
 #   scripts/stack.sh up        start what is not running; return once all is ready
 #   scripts/stack.sh down      stop everything it started; nothing is left behind
@@ -110,10 +112,19 @@ up_kube_sim() {
     alive kube-sim && return 0
     port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
     rm -f "$kubeconfig"
+    # Besides the demo images kube-sim serves in-process, one whose pods are
+    # processes of their own, which an operator (or a test) can kill.
+    cat >"$run_dir/kube-sim-images.json" <<JSON
+{"images": {"kube-sim/demo-process": {
+    "command": ["/usr/bin/python3", "-m", "kubesim.demo_pod", "--name", "{pod_name}",
+                "--ip", "{pod_ip}", "--port", "{port}"],
+    "env": {"PYTHONPATH": "$repo/scripts/kube-sim"}}}}
+JSON
     # A credential for the gateway too, bound to nothing: it must have no
     # API access at all (the end-to-end tests check for 403).
     launch kube-sim "$repo/scripts/kube-sim/kube-sim" --state-dir "$run_dir/kube-sim" \
         --port "$kube_port" --pod-cidr "$pod_cidr" --start-delay "$start_delay" \
+        --image-map "$run_dir/kube-sim-images.json" \
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway
     await kube-sim 30 test -f "$kubeconfig"

@@ -101,3 +101,47 @@ def test_the_gateway_has_no_api_access(stack):
     done = subprocess.run(["kubectl", "--kubeconfig", str(controller), "get", "secrets", "-n",
                            "pod-router-system"], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and "Forbidden" in done.stderr, done.stderr
+
+
+PROCESS_TEMPLATE = """apiVersion: v1
+kind: Pod
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: web
+      image: kube-sim/demo-process
+      ports: [{containerPort: 8080}]
+      readinessProbe:
+        httpGet: {path: /, port: 8080}
+        periodSeconds: 1
+"""
+
+
+def test_a_killed_pod_process_recovers_on_a_new_pod(stack):
+    template = stack.run_dir / "process-template.yaml"
+    template.write_text(PROCESS_TEMPLATE)
+    restart_controller(stack, POD_ROUTER_POD_TEMPLATE=str(template))
+    try:
+        user = "crash-user"
+        pod = stack.pod_name(user)
+        status, headers, _ = stack.get(user)
+        assert status == 200 and headers["X-Pod-Name"] == pod
+        uid = stack.pods()[pod].metadata.uid
+        process = subprocess.run(["pgrep", "-f", f"kubesim.demo_pod --name {pod} "],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(process) == 1, process
+        os.kill(int(process[0]), signal.SIGKILL)
+        # the next requests recover, on a new pod; only those caught at the
+        # moment of the kill may fail
+        answers = []
+
+        def recovered():
+            status, headers, _ = stack.get(user)
+            answers.append(status)
+            pods = stack.pods()
+            return status == 200 and pod in pods and pods[pod].metadata.uid != uid
+        wait_until(recovered, timeout=40, interval=0.5, what="a new pod after the kill")
+        assert answers.count(200) >= 1 and all(status in (200, 502, 503) for status in answers), answers
+        assert sum(1 for status in answers if status != 200) <= 2, answers
+    finally:
+        restart_controller(stack)

@@ -624,6 +624,33 @@ void a_terminating_pod_is_replaced_once_it_is_gone(void **) {
     assert_int_equal(h.flow.unsettled(), 0);
 }
 
+// A pod whose container died (the gateway found its address dead, so the
+// session is gone and a new event comes): replaced, not reused.
+void a_pod_whose_containers_restarted_is_replaced(void **) {
+    Harness h;
+    const std::string pod = h.pod("alice");
+    PodView restarted = ready_view(pod, "alice");
+    restarted.restarts = 1;
+    h.flow.observe(restarted);
+    h.flow.enqueue(h.delivery("alice", 1));
+    h.flow.creator_step(kStart);
+    assert_int_equal(h.creator_api.deletes.size(), 1);
+    assert_string_view_equal(h.creator_api.deletes[0], pod);
+    assert_int_equal(h.creator_api.creates.size(), 0);
+    // not recorded ready on the old pod while it is being deleted
+    h.flow.recorder_step(kStart + seconds(1));
+    assert_int_equal(h.sessions.ready.size(), 0);
+    h.flow.observe(pod_view(pod, "alice", PodCondition::kTerminating, "deleted"));
+    h.flow.recorder_step(kStart + seconds(2));
+    h.flow.observe_deleted(pod);
+    h.flow.recorder_step(kStart + seconds(3));
+    assert_int_equal(h.recorder_api.creates.size(), 1);
+    h.flow.observe(ready_view(pod, "alice"));
+    h.flow.recorder_step(kStart + seconds(4));
+    assert_int_equal(h.sessions.ready.size(), 1);
+    assert_int_equal(h.settler.count(1, Settlement::kAck), 1);
+}
+
 void a_terminating_pod_missing_from_a_relist_is_replaced(void **) {
     Harness h;
     const std::string pod = h.pod("alice");
@@ -794,6 +821,7 @@ int main() {
         cmocka_unit_test(a_pod_deleted_before_ready_fails_the_session),
         cmocka_unit_test(a_terminating_pod_is_replaced_once_it_is_gone),
         cmocka_unit_test(a_terminating_pod_missing_from_a_relist_is_replaced),
+        cmocka_unit_test(a_pod_whose_containers_restarted_is_replaced),
         cmocka_unit_test(a_pod_already_ready_in_the_cache_needs_no_create),
         cmocka_unit_test(a_cached_pod_of_another_identity_is_a_collision),
         cmocka_unit_test(a_relist_without_a_seen_pod_means_it_was_deleted),

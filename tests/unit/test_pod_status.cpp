@@ -172,6 +172,21 @@ void a_failing_second_container_fails_the_pod(void **) {
     assert_string_view_equal(view.reason, "ImagePullBackOff");
 }
 
+void restarts_are_summed_over_containers(void **) {
+    const PodView view = view_of(pod_with_status(R"({
+    "phase": "Running",
+    "podIP": "10.244.1.17",
+    "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+    "containerStatuses": [
+      {"name": "web", "restartCount": 2, "state": {"running": {}}},
+      {"name": "sidecar", "restartCount": 1, "state": {"running": {}}}
+    ]
+  })"));
+    assert_int_equal(static_cast<int>(view.condition), static_cast<int>(PodCondition::kReady));
+    assert_int_equal(view.restarts, 3);
+    assert_int_equal(view_of(pod_with_status(kReadyStatus)).restarts, 0);
+}
+
 void an_unschedulable_pod_has_failed(void **) {
     const PodView view = view_of(pod_with_status(R"({
     "phase": "Pending",
@@ -310,6 +325,7 @@ int main() {
         cmocka_unit_test(waiting_reasons_that_never_clear_are_failures),
         cmocka_unit_test(failure_reasons_are_one_line_of_at_most_300_bytes),
         cmocka_unit_test(a_failing_second_container_fails_the_pod),
+        cmocka_unit_test(restarts_are_summed_over_containers),
         cmocka_unit_test(an_unschedulable_pod_has_failed),
         cmocka_unit_test(a_pod_that_ended_has_failed),
         cmocka_unit_test(a_pod_being_deleted_is_terminating_even_when_ready),

@@ -227,6 +227,20 @@ CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
             settler_.settle(delivery.connection, delivery.tag, Settlement::kAck);
             return Handled::kDone;
         }
+        if (known->restarts > 0 && known->condition != PodCondition::kTerminating) {
+            // Its process died at least once, and a request found its
+            // address dead (that is why the session is gone): the user gets
+            // a fresh pod rather than one whose state may be broken.
+            const ApiResult deleted = creator_api_.delete_pod(event.pod);
+            if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
+                last_error_ = "deleting a restarted pod: " + deleted.message;
+                return Handled::kRetry;
+            }
+            log_.info("replacing a pod whose containers restarted",
+                      {{"pod", event.pod}, {"restarts", known->restarts}});
+            track(event, delivery, now, true);
+            return Handled::kDone;
+        }
         // Starting, ready or failed: the recorder settles it from the cache;
         // terminating: created again once the old one is gone.
         track(event, delivery, now, known->condition == PodCondition::kTerminating);
@@ -401,31 +415,6 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
         }
     };
 
-    if (view && view->condition == PodCondition::kReady) {
-        auto written = recorder_sessions_.mark_ready(pod, entry.identity, view->ip, view->port);
-        if (!written) {
-            retry_later(written.error().message);
-            return;
-        }
-        if (written.value() == ScriptOutcome::kOk) {
-            metrics_.pods_ready.add();
-            if (view->created_ms > 0) {
-                metrics_.start_seconds.observe(
-                    static_cast<double>(std::max<std::int64_t>(0, wall_ms() - view->created_ms)) /
-                    1000.0);
-            }
-            log_.info("pod ready", {{"pod", pod}, {"ip", view->ip}, {"port", view->port}});
-        } else {
-            log_.warn("pod ready but the session moved on",
-                      {{"pod", pod}, {"outcome", script_outcome_word(written.value())}});
-        }
-        settle_tracked(pod, Settlement::kAck);
-        return;
-    }
-    if (view && view->condition == PodCondition::kFailed) {
-        fail_tracked(pod, view->reason, true, now);
-        return;
-    }
     const bool gone = !view && entry.seen && synced;
     const bool going = view && view->condition == PodCondition::kTerminating;
     if (entry.recreate && (gone || entry.deleted)) {
@@ -456,6 +445,39 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
             return;
         }
         retry_later("creating the pod: " + created.message);
+        return;
+    }
+    if (entry.recreate) {
+        // The previous pod is still there: whatever it shows is not ours.
+        if (entry.deadline <= now) {
+            fail_tracked(pod, "StartTimeout: the previous pod was not gone in time", true, now);
+        }
+        return;
+    }
+
+    if (view && view->condition == PodCondition::kReady) {
+        auto written = recorder_sessions_.mark_ready(pod, entry.identity, view->ip, view->port);
+        if (!written) {
+            retry_later(written.error().message);
+            return;
+        }
+        if (written.value() == ScriptOutcome::kOk) {
+            metrics_.pods_ready.add();
+            if (view->created_ms > 0) {
+                metrics_.start_seconds.observe(
+                    static_cast<double>(std::max<std::int64_t>(0, wall_ms() - view->created_ms)) /
+                    1000.0);
+            }
+            log_.info("pod ready", {{"pod", pod}, {"ip", view->ip}, {"port", view->port}});
+        } else {
+            log_.warn("pod ready but the session moved on",
+                      {{"pod", pod}, {"outcome", script_outcome_word(written.value())}});
+        }
+        settle_tracked(pod, Settlement::kAck);
+        return;
+    }
+    if (view && view->condition == PodCondition::kFailed) {
+        fail_tracked(pod, view->reason, true, now);
         return;
     }
     if (!entry.recreate && (going || gone || entry.deleted)) {

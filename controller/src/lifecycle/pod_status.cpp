@@ -1,5 +1,6 @@
 #include "lifecycle/pod_status.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -78,6 +79,15 @@ const json_t *condition_of(const json_t *status, std::string_view type) {
 }
 
 void classify(const json_t *status, PodView &view) {
+    std::size_t counted;
+    const json_t *counted_container;
+    json_array_foreach(json_object_get(status, "containerStatuses"), counted, counted_container) {
+        const json_t *count = json_object_get(counted_container, "restartCount");
+        if (json_is_integer(count) && json_integer_value(count) > 0) {
+            view.restarts +=
+                static_cast<int>(std::min<json_int_t>(json_integer_value(count), 1000));
+        }
+    }
     const std::string phase = string_or_empty(status, "phase");
     if (phase == "Failed" || phase == "Succeeded") {
         const std::string reason = string_or_empty(status, "reason");

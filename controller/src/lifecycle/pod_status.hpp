@@ -29,6 +29,7 @@ struct PodView {
     int port = 80;               // first container's first containerPort
     std::string reason;          // kFailed: why, one line; kStarting: the stage
     std::int64_t created_ms = 0; // metadata.creationTimestamp, 0 if absent
+    int restarts = 0;            // restartCount summed over its containers
 };
 
 // nullopt when the object is not a Pod with a name.
