@@ -29,6 +29,7 @@ build_packages=(
 stack_packages=(
     redis-server rabbitmq-server
     python3 openssl                 # kube-sim, the local Kubernetes API (and its certificates)
+    curl                            # make run: readiness checks, and the demo's requests
 )
 test_packages=(
     libcmocka-dev
@@ -65,9 +66,10 @@ for package in "${packages[@]}"; do
 done
 
 # kubectl is not in Debian 12's archive at a usable version; the machine
-# image brings it. The kube-sim tests drive it, so say so early.
+# image brings it. make run applies manifests/ with it and the tests drive
+# it, so say so early.
 if ! command -v kubectl >/dev/null 2>&1; then
-    echo "install-deps.sh: warning: kubectl is not on the PATH; the kube-sim tests need kubectl 1.32" >&2
+    echo "install-deps.sh: warning: kubectl is not on the PATH; make run and the tests need kubectl 1.32" >&2
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
