@@ -120,6 +120,19 @@ class FakeSessions final : public SessionWriter {
         return ScriptOutcome::kOk;
     }
 
+    Expected<ScriptOutcome> mark_stale(const std::string &pod, const std::string &ip,
+                                       const std::string &port) override {
+        ++stale_tries;
+        if (unavailable) {
+            return down();
+        }
+        stale.push_back(pod + " " + ip + ":" + port);
+        sessions.erase(pod);
+        return ScriptOutcome::kOk;
+    }
+    int stale_tries = 0;
+    std::vector<std::string> stale;
+
   private:
     static Error down() {
         return Error{ErrorCode::kUnavailable, "redis 127.0.0.1:6379: Connection refused"};
@@ -651,6 +664,35 @@ void a_pod_whose_containers_restarted_is_replaced(void **) {
     assert_int_equal(h.settler.count(1, Settlement::kAck), 1);
 }
 
+// The watch shows a serving pod's container restarted: its session is
+// removed (only if it still points at that address) and the pod deleted, so
+// the user's next request gets a new pod. A pod still being created is left
+// to the creation flow, and a first sight proves nothing.
+void a_serving_pod_whose_container_restarts_is_deleted(void **) {
+    Harness h;
+    const std::string pod = h.pod("alice");
+    h.flow.observe(ready_view(pod, "alice"));
+    h.flow.recorder_step(kStart);
+    assert_int_equal(h.recorder_api.deletes.size(), 0);
+    PodView restarted = ready_view(pod, "alice");
+    restarted.restarts = 1;
+    h.flow.observe(restarted);
+    h.flow.observe(restarted); // the same restart seen again: one replacement
+    h.flow.recorder_step(kStart + seconds(1));
+    assert_int_equal(h.sessions.stale.size(), 1);
+    assert_string_view_equal(h.sessions.stale[0], pod + " 10.244.1.17:8080");
+    assert_int_equal(h.recorder_api.deletes.size(), 1);
+    assert_string_view_equal(h.recorder_api.deletes[0], pod);
+    assert_int_equal(h.metrics.pods_replaced.value(), 1);
+
+    const std::string other = h.pod("bob");
+    PodView first_seen = ready_view(other, "bob");
+    first_seen.restarts = 3;
+    h.flow.observe(first_seen);
+    h.flow.recorder_step(kStart + seconds(2));
+    assert_int_equal(h.recorder_api.deletes.size(), 1);
+}
+
 void a_terminating_pod_missing_from_a_relist_is_replaced(void **) {
     Harness h;
     const std::string pod = h.pod("alice");
@@ -822,6 +864,7 @@ int main() {
         cmocka_unit_test(a_terminating_pod_is_replaced_once_it_is_gone),
         cmocka_unit_test(a_terminating_pod_missing_from_a_relist_is_replaced),
         cmocka_unit_test(a_pod_whose_containers_restarted_is_replaced),
+        cmocka_unit_test(a_serving_pod_whose_container_restarts_is_deleted),
         cmocka_unit_test(a_pod_already_ready_in_the_cache_needs_no_create),
         cmocka_unit_test(a_cached_pod_of_another_identity_is_a_collision),
         cmocka_unit_test(a_relist_without_a_seen_pod_means_it_was_deleted),

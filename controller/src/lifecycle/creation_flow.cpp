@@ -55,6 +55,15 @@ void CreationFlow::enqueue(Delivery delivery) {
 void CreationFlow::observe(const PodView &pod) {
     {
         const std::lock_guard<std::mutex> lock(mutex_);
+        const auto before = pods_.find(pod.name);
+        if (before != pods_.end() && pod.restarts > before->second.restarts &&
+            pod.condition != PodCondition::kTerminating && tracked_.count(pod.name) == 0) {
+            // A container of a pod that serves a user died: the user gets a
+            // new pod rather than a restarted process whose state may be
+            // broken (the recorder deletes it, with its session's address).
+            restarted_.emplace(pod.name, before->second);
+            recorder_poked_ = true;
+        }
         pods_[pod.name] = pod;
         if (tracked_.count(pod.name) != 0) {
             changed_.insert(pod.name);
@@ -360,9 +369,11 @@ void CreationFlow::run_creator() noexcept {
 
 void CreationFlow::recorder_step(Clock::time_point now) {
     std::vector<std::string> due;
+    std::map<std::string, PodView> restarted;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         recorder_poked_ = false;
+        restarted.swap(restarted_);
         for (auto changed = changed_.begin(); changed != changed_.end();) {
             const auto tracked = tracked_.find(*changed);
             if (tracked == tracked_.end()) {
@@ -381,9 +392,33 @@ void CreationFlow::recorder_step(Clock::time_point now) {
             }
         }
     }
+    for (const auto &[name, before] : restarted) {
+        replace_restarted(before);
+    }
     for (const std::string &pod : due) {
         record(pod, now);
     }
+}
+
+void CreationFlow::replace_restarted(const PodView &before) {
+    // The session first, so that no request is sent to the old address once
+    // "gone" is announced; it is removed only if it still points there.
+    auto stale = recorder_sessions_.mark_stale(before.name, before.ip, std::to_string(before.port));
+    if (!stale) {
+        // The pod is deleted all the same; the gateway or the reconciler
+        // removes the session once its address refuses.
+        log_.warn("removing a restarted pod's session failed",
+                  {{"pod", before.name}, {"error", stale.error().message}});
+    }
+    const ApiResult deleted = recorder_api_.delete_pod(before.name);
+    if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
+        log_.warn("deleting a restarted pod failed",
+                  {{"pod", before.name}, {"error", deleted.message}});
+        return;
+    }
+    metrics_.pods_replaced.add();
+    log_.info("deleted a pod whose container restarted; its user gets a new one",
+              {{"pod", before.name}});
 }
 
 void CreationFlow::record(const std::string &pod, Clock::time_point now) {

@@ -117,6 +117,7 @@ class CreationFlow final : public PodObserver {
 
     // Recorder side: the outcome for one tracked pod; false to retry later.
     void record(const std::string &pod, Clock::time_point now);
+    void replace_restarted(const PodView &before);
     bool settle_tracked(const std::string &pod, Settlement settlement);
     // Tracked pods are settled all at once with the first delivery's outcome.
     // Records the failure (label: the metric's reason, empty for the
@@ -145,8 +146,9 @@ class CreationFlow final : public PodObserver {
     std::map<std::string, PodView> pods_; // the watch's cache
     bool synced_ = false;
     std::map<std::string, Tracked> tracked_;
-    std::set<std::string> changed_; // pods the recorder must look at
-    bool recorder_poked_ = false;   // something new for the recorder
+    std::set<std::string> changed_;            // pods the recorder must look at
+    std::map<std::string, PodView> restarted_; // serving pods whose container restarted
+    bool recorder_poked_ = false;              // something new for the recorder
 };
 
 } // namespace pod_router::controller

@@ -142,6 +142,9 @@ std::string ControllerMetrics::render() const {
     pods_failed.render(out, p + "pods_failed_total", "reason");
     counter(out, p + "pods_reaped_total", "Idle pods deleted and their sessions forgotten.",
             pods_reaped);
+    counter(out, p + "pods_replaced_total",
+            "Serving pods deleted because a container restarted (the user gets a new pod).",
+            pods_replaced);
     header(out, p + "reconcile_fixes_total", "counter",
            "Drift repaired by the reconciler, by kind.");
     reconcile_fixes.render(out, p + "reconcile_fixes_total", "kind");

@@ -77,6 +77,7 @@ struct ControllerMetrics {
     Counter pods_already_existed;   // 409 AlreadyExists: a redelivery or a second event
     Counter pods_ready;             // mark_ready written
     LabeledCounter pods_failed;     // mark_failed written, by reason
+    Counter pods_replaced;          // a serving pod's container restarted: deleted
     Counter pods_reaped;            // idle, deleted, session forgotten
     LabeledCounter reconcile_fixes; // by kind
 

@@ -54,6 +54,8 @@ class SessionWriter {
                                                const std::string &ip, int port) = 0;
     virtual Expected<ScriptOutcome> mark_failed(const std::string &pod, const std::string &identity,
                                                 const std::string &reason) = 0;
+    virtual Expected<ScriptOutcome> mark_stale(const std::string &pod, const std::string &ip,
+                                               const std::string &port) = 0;
 };
 
 struct RedisContextFree {
@@ -72,7 +74,7 @@ class SessionStore final : public SessionWriter {
     Expected<ScriptOutcome> begin_reap(const std::string &pod, std::int64_t idle_timeout_ms);
     Expected<ScriptOutcome> finish_reap(const std::string &pod);
     Expected<ScriptOutcome> mark_stale(const std::string &pod, const std::string &ip,
-                                       const std::string &port);
+                                       const std::string &port) override;
 
     // The session of a pod, or nullopt when there is none.
     Expected<std::optional<SessionRecord>> session(const std::string &pod) override;
