@@ -55,6 +55,25 @@ void backoff_grows_with_full_jitter_up_to_the_cap(void **) {
     }
 }
 
+void loop_backoff_stays_above_half_the_first_delay_and_doubles_to_the_cap(void **) {
+    std::mt19937_64 random(11);
+    for (int attempt = 0; attempt <= 8; ++attempt) {
+        const long ceiling = std::min(3000L, 200L << attempt);
+        long smallest = ceiling;
+        long largest = 0;
+        for (int i = 0; i < 2000; ++i) {
+            const long wait = pod_router::controller::jittered_backoff(attempt, milliseconds(200),
+                                                                       milliseconds(3000), random)
+                                  .count();
+            assert_true(wait >= 100 && wait <= ceiling);
+            smallest = std::min(smallest, wait);
+            largest = std::max(largest, wait);
+        }
+        assert_true(largest > ceiling * 9 / 10);
+        assert_true(smallest < 100 + (ceiling - 100) / 10);
+    }
+}
+
 void retry_after_wins_but_is_capped(void **) {
     RetryPolicy policy;
     policy.max_delay = milliseconds(5000);
@@ -158,6 +177,7 @@ void in_cluster_configuration(void **) {
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(only_transient_failures_are_retried),
+        cmocka_unit_test(loop_backoff_stays_above_half_the_first_delay_and_doubles_to_the_cap),
         cmocka_unit_test(backoff_grows_with_full_jitter_up_to_the_cap),
         cmocka_unit_test(retry_after_wins_but_is_capped),
         cmocka_unit_test(the_rate_limiter_allows_a_burst_then_paces),

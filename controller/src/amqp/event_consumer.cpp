@@ -11,6 +11,8 @@
 // (PRECONDITION_FAILED) or, worse, ack somebody else's delivery.
 #include "amqp/event_consumer.hpp"
 
+#include "kube/retry_policy.hpp"
+
 #include <algorithm>
 #include <condition_variable>
 #include <exception>
@@ -145,7 +147,7 @@ class EventConsumer::Impl {
     std::string consumer_tag_;                    // the broker's name for our consumer
     bool consumer_active_ = false;                // consume-ok seen, no cancel either way
     std::unordered_set<std::uint64_t> unsettled_; // tags handed out on this connection
-    std::mt19937 random_;
+    std::mt19937_64 random_;
 };
 
 void EventConsumer::Impl::settle(std::uint64_t connection, std::uint64_t tag,
@@ -227,20 +229,8 @@ bool EventConsumer::Impl::wait_before_retry(milliseconds delay) {
     return !wake_.wait_for(lock, delay, [this] { return stop_requested_; });
 }
 
-// Exponential, with full jitter above a floor: a random delay between
-// reconnect_min and a cap that doubles with each failure up to
-// reconnect_max, so that controllers cut off together do not come back
-// together.
 milliseconds EventConsumer::Impl::backoff(int attempt) {
-    const milliseconds floor = std::max(settings_.reconnect_min, milliseconds(1));
-    const milliseconds ceiling = std::max(settings_.reconnect_max, floor);
-    milliseconds cap = floor;
-    for (int i = 0; i < attempt && cap < ceiling; ++i) {
-        cap *= 2;
-    }
-    cap = std::min(cap, ceiling);
-    std::uniform_int_distribution<long long> pick(floor.count(), cap.count());
-    return milliseconds(pick(random_));
+    return jittered_backoff(attempt, settings_.reconnect_min, settings_.reconnect_max, random_);
 }
 
 Step EventConsumer::Impl::connect() {

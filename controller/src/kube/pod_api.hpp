@@ -38,9 +38,6 @@ class KubePodApi final : public PodApi {
     ApiResult delete_pod(const std::string &pod) override;
     Expected<std::vector<PodView>> list_pods();
 
-    KubeClient &client() noexcept { return *client_; }
-    const std::string &pod_namespace() const noexcept { return namespace_; }
-
   private:
     ApiResult classify(const ApiResponse &response);
 

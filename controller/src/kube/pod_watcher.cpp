@@ -120,7 +120,7 @@ PodWatcher::StreamEnd PodWatcher::watch() {
 }
 
 void PodWatcher::run() noexcept {
-    std::mt19937 random{std::random_device{}()};
+    std::mt19937_64 random{std::random_device{}()};
     int failures = 0;
     bool need_list = true;
     while (!stop_.load()) {
@@ -149,10 +149,9 @@ void PodWatcher::run() noexcept {
                     break;
                 }
             }
-            // 200 ms doubling to 30 s, with full jitter.
-            const long ceiling = std::min(30'000L, 200L << std::min(failures, 8));
-            pause(std::chrono::milliseconds(
-                std::uniform_int_distribution<long>(ceiling / 2, ceiling)(random)));
+            // 200 ms doubling to 30 s.
+            pause(jittered_backoff(failures, std::chrono::milliseconds(200),
+                                   std::chrono::milliseconds(30'000), random));
         } catch (const std::exception &error) {
             log_.error("watch loop error", {{"error", error.what()}});
             pause(std::chrono::seconds(1));

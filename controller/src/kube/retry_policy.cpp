@@ -19,6 +19,17 @@ std::chrono::milliseconds RetryPolicy::delay(int attempt,
     return std::chrono::milliseconds(spread(random));
 }
 
+std::chrono::milliseconds jittered_backoff(int attempt, std::chrono::milliseconds first,
+                                           std::chrono::milliseconds ceiling,
+                                           std::mt19937_64 &random) {
+    const std::int64_t floor = std::max<std::int64_t>(first.count() / 2, 1);
+    const int shift = std::clamp(attempt, 0, 20);
+    const std::int64_t cap =
+        std::max(floor, std::min<std::int64_t>(ceiling.count(), first.count() << shift));
+    std::uniform_int_distribution<std::int64_t> spread(floor, cap);
+    return std::chrono::milliseconds(spread(random));
+}
+
 std::optional<std::chrono::seconds> parse_retry_after(const char *value) noexcept {
     if (value == nullptr || *value == '\0') {
         return std::nullopt;

@@ -27,6 +27,14 @@ struct RetryPolicy {
                                     std::mt19937_64 &random) const;
 };
 
+// The controller's own loops (reconnecting to the broker, reopening the pod
+// watch, retrying an event): uniform in [first / 2, min(ceiling, first *
+// 2^attempt)], so that replicas cut off together come back spread out, and
+// never sooner than half the first delay.
+std::chrono::milliseconds jittered_backoff(int attempt, std::chrono::milliseconds first,
+                                           std::chrono::milliseconds ceiling,
+                                           std::mt19937_64 &random);
+
 // Retry-After in seconds (the HTTP-date form is not used by kube-apiserver).
 std::optional<std::chrono::seconds> parse_retry_after(const char *value) noexcept;
 

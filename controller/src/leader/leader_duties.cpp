@@ -8,11 +8,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t wall_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 } // namespace
 
 LeaderDuties::LeaderDuties(DutySettings settings, SessionStore &store, KubePodApi &pods,
@@ -105,7 +100,7 @@ ReconcileResult LeaderDuties::reconcile_once() {
         by_name.emplace(pod.name, &pod);
     }
     std::map<std::string, std::string> state_of; // pod -> session state
-    const std::int64_t now = wall_ms();
+    const std::int64_t now = wall_clock_ms();
     const auto fix = [&](const char *kind, const std::string &pod, std::size_t &counter) {
         ++counter;
         metrics_.reconcile_fixes.add(kind);
@@ -169,9 +164,7 @@ ReconcileResult LeaderDuties::reconcile_once() {
             const std::string reason =
                 pod.condition == PodCondition::kFailed
                     ? pod.reason
-                    : "StartTimeout: not ready within " +
-                          std::to_string(settings_.start_timeout.count() / 1000) + " s (" +
-                          pod.reason + ")";
+                    : start_timeout_reason(settings_.start_timeout, pod.reason);
             auto failed = store_.mark_failed(pod.name, pod.identity, reason);
             if (failed && failed.value() == ScriptOutcome::kOk) {
                 metrics_.pods_failed.add("Stuck");

@@ -1,16 +1,13 @@
 #include "lifecycle/creation_flow.hpp"
 
+#include "kube/retry_policy.hpp"
+
 #include <algorithm>
 #include <random>
 
 namespace pod_router::controller {
 
 namespace {
-
-std::int64_t wall_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 double seconds_between(CreationFlow::Clock::time_point from, CreationFlow::Clock::time_point to) {
     return std::chrono::duration<double>(to - from).count();
@@ -134,13 +131,8 @@ std::size_t CreationFlow::unsettled() const {
 // -------------------------------------------------------------- creator side
 
 CreationFlow::Clock::duration CreationFlow::backoff(int attempts) const {
-    // Exponential with full jitter, as the API client retries.
     thread_local std::mt19937_64 random{std::random_device{}()};
-    const auto ceiling = std::min<std::chrono::milliseconds::rep>(
-        settings_.retry_max.count(), settings_.retry_min.count() << std::min(attempts, 20));
-    std::uniform_int_distribution<std::chrono::milliseconds::rep> pick(
-        settings_.retry_min.count() / 2, std::max(ceiling, settings_.retry_min.count() / 2));
-    return std::chrono::milliseconds(pick(random));
+    return jittered_backoff(attempts, settings_.retry_min, settings_.retry_max, random);
 }
 
 std::size_t CreationFlow::creator_step(Clock::time_point now) {
@@ -183,7 +175,7 @@ CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point n
     const CreationEvent &event = decoded.value();
     if (attempt.attempts == 0 && event.timestamp_ms > 0) {
         metrics_.queue_wait_seconds.observe(
-            static_cast<double>(std::max<std::int64_t>(0, wall_ms() - event.timestamp_ms)) /
+            static_cast<double>(std::max<std::int64_t>(0, wall_clock_ms() - event.timestamp_ms)) /
             1000.0);
     }
     {
@@ -499,9 +491,9 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
         if (written.value() == ScriptOutcome::kOk) {
             metrics_.pods_ready.add();
             if (view->created_ms > 0) {
-                metrics_.start_seconds.observe(
-                    static_cast<double>(std::max<std::int64_t>(0, wall_ms() - view->created_ms)) /
-                    1000.0);
+                metrics_.start_seconds.observe(static_cast<double>(std::max<std::int64_t>(
+                                                   0, wall_clock_ms() - view->created_ms)) /
+                                               1000.0);
             }
             log_.info("pod ready", {{"pod", pod}, {"ip", view->ip}, {"port", view->port}});
         } else {
@@ -520,13 +512,8 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
         return;
     }
     if (entry.deadline <= now) {
-        const auto seconds =
-            std::chrono::duration_cast<std::chrono::seconds>(settings_.start_timeout).count();
-        std::string reason = "StartTimeout: not ready within " + std::to_string(seconds) + " s";
-        if (view && !view->reason.empty()) {
-            reason += " (" + view->reason + ")";
-        }
-        fail_tracked(pod, reason, true, now);
+        fail_tracked(pod, start_timeout_reason(settings_.start_timeout, view ? view->reason : ""),
+                     true, now);
     }
 }
 
@@ -568,13 +555,13 @@ void CreationFlow::fail_tracked(const std::string &pod, const std::string &reaso
     settle_tracked(pod, settlement);
 }
 
-bool CreationFlow::settle_tracked(const std::string &pod, Settlement settlement) {
+void CreationFlow::settle_tracked(const std::string &pod, Settlement settlement) {
     Tracked entry;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto found = tracked_.find(pod);
         if (found == tracked_.end()) {
-            return false;
+            return;
         }
         entry = std::move(found->second);
         tracked_.erase(found);
@@ -583,7 +570,6 @@ bool CreationFlow::settle_tracked(const std::string &pod, Settlement settlement)
     for (const auto &[connection, tag] : entry.deliveries) {
         settler_.settle(connection, tag, settlement);
     }
-    return true;
 }
 
 void CreationFlow::run_recorder() noexcept {

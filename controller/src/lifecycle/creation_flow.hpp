@@ -118,7 +118,7 @@ class CreationFlow final : public PodObserver {
     // Recorder side: the outcome for one tracked pod; false to retry later.
     void record(const std::string &pod, Clock::time_point now);
     void replace_restarted(const PodView &before);
-    bool settle_tracked(const std::string &pod, Settlement settlement);
+    void settle_tracked(const std::string &pod, Settlement settlement);
     // Tracked pods are settled all at once with the first delivery's outcome.
     // Records the failure (label: the metric's reason, empty for the
     // reason's first word) and settles every delivery of the pod.

@@ -136,6 +136,20 @@ void classify(const json_t *status, PodView &view) {
 
 } // namespace
 
+std::string start_timeout_reason(std::chrono::milliseconds timeout, const std::string &stage) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout).count();
+    std::string reason = "StartTimeout: not ready within " + std::to_string(seconds) + " s";
+    if (!stage.empty()) {
+        reason += " (" + stage + ")";
+    }
+    return reason;
+}
+
+std::int64_t wall_clock_ms() noexcept {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 std::optional<std::int64_t> parse_rfc3339_ms(const char *text) noexcept {
     if (text == nullptr) {
         return std::nullopt;

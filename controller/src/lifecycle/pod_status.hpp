@@ -4,6 +4,7 @@
 // status a real cluster reports can be tested without one.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,6 +35,13 @@ struct PodView {
 
 // nullopt when the object is not a Pod with a name.
 std::optional<PodView> view_pod(const json_t *pod);
+
+// The failure reason of a pod not Ready within the start timeout, with the
+// stage it was stuck at: "StartTimeout: not ready within 120 s (ErrImagePull)".
+std::string start_timeout_reason(std::chrono::milliseconds timeout, const std::string &stage);
+
+// Now, in ms since the epoch: the clock pod timestamps and events use.
+std::int64_t wall_clock_ms() noexcept;
 
 // "2026-11-26T08:00:00Z" (and fractional seconds) to ms since the epoch.
 std::optional<std::int64_t> parse_rfc3339_ms(const char *text) noexcept;

@@ -87,8 +87,6 @@ class SessionStore final : public SessionWriter {
     Expected<std::vector<std::string>> session_pods();
     Status ping();
 
-    const RedisKeys &keys() const noexcept { return keys_; }
-
   private:
     SessionStore(RedisSettings settings, RedisKeys keys)
         : settings_(std::move(settings)), keys_(std::move(keys)) {}
