@@ -79,6 +79,12 @@ class Stack:
         return {line.split()[0]: float(line.split()[1]) for line in body.splitlines()
                 if line and not line.startswith("#")}
 
+    def gone_or_going(self, name):
+        """True once the pod is deleted or being deleted (one snapshot: a
+        pod can vanish between two reads)."""
+        pod = self.pods().get(name)
+        return pod is None or pod.metadata.deletion_timestamp is not None
+
     def log(self, component):
         path = self.run_dir / "logs" / f"{component}.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -35,8 +35,7 @@ def test_the_seed_flows_first_request_held_then_instant_then_reaped(stack):
 
     # 3. after the idle timeout: the controller logs the reap, the pod is gone,
     #    and the next request gets a new pod
-    wait_until(lambda: "user-demo-user-1" not in stack.pods()
-               or stack.pods()["user-demo-user-1"].metadata.deletion_timestamp,
+    wait_until(lambda: stack.gone_or_going("user-demo-user-1"),
                timeout=IDLE_TIMEOUT + 10, what="the idle pod reaped")
     reaps = [json.loads(line) for line in stack.log("controller").splitlines()
              if '"reaped an idle pod"' in line]

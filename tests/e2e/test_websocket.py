@@ -26,6 +26,6 @@ def test_an_open_websocket_keeps_its_pod_past_the_idle_timeout(stack):
         ws.sendall(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))
         assert ws.recv(16) == bytes([0x81, 0x02]) + b"hi"
     closed_at = time.monotonic()
-    wait_until(lambda: pod not in stack.pods() or stack.pods()[pod].metadata.deletion_timestamp,
+    wait_until(lambda: stack.gone_or_going(pod),
                timeout=IDLE_TIMEOUT + 15, what="the pod reaped once the WebSocket closed")
     assert time.monotonic() - closed_at >= IDLE_TIMEOUT - 2
