@@ -82,6 +82,7 @@ typedef struct {
     ngx_msec_t                  lock_ttl;
     ngx_msec_t                  pending_ttl;
     ngx_msec_t                  recheck_interval;
+    ngx_flag_t                  subscribe;
 
     ngx_shm_zone_t             *metrics_zone;
     ngx_int_t                   request_id_index;
@@ -188,7 +189,6 @@ void ngx_http_pod_router_redis_mark_stale(u_char *pod, size_t pod_len,
     ngx_str_t *ip, ngx_str_t *port);
 void ngx_http_pod_router_redis_cancel(ngx_http_pod_router_op_t *op,
     ngx_uint_t timed_out);
-ngx_int_t ngx_http_pod_router_redis_subscribed(void);
 
 /* ngx_http_pod_router_amqp.c */
 ngx_int_t ngx_http_pod_router_amqp_publish(ngx_http_pod_router_ctx_t *ctx);

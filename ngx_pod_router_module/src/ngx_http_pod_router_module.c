@@ -173,6 +173,13 @@ static ngx_command_t  ngx_http_pod_router_commands[] = {
       offsetof(ngx_http_pod_router_main_conf_t, recheck_interval),
       NULL },
 
+    { ngx_string("pod_router_subscribe"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pod_router_main_conf_t, subscribe),
+      NULL },
+
     { ngx_string("pod_router_balancer"),
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
       ngx_http_pod_router_balancer,
@@ -345,6 +352,7 @@ ngx_http_pod_router_create_main_conf(ngx_conf_t *cf)
     prmcf->touch_interval = NGX_CONF_UNSET_MSEC;
     prmcf->lock_ttl = NGX_CONF_UNSET_MSEC;
     prmcf->recheck_interval = NGX_CONF_UNSET_MSEC;
+    prmcf->subscribe = NGX_CONF_UNSET;
 
     return prmcf;
 }
@@ -372,6 +380,7 @@ ngx_http_pod_router_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(prmcf->touch_interval, 10000);
     ngx_conf_init_msec_value(prmcf->lock_ttl, 60000);
     ngx_conf_init_msec_value(prmcf->recheck_interval, 2000);
+    ngx_conf_init_value(prmcf->subscribe, 1);
     prmcf->pending_ttl = 600000;
 
     if (prmcf->cache_size == 0 || prmcf->cache_size > 1048576) {

@@ -4,7 +4,10 @@
  * events through the five adapter hooks (addRead, delRead, addWrite,
  * delWrite, cleanup). Each worker keeps two links: one for commands
  * (pipelined, shared by all its requests) and one subscribed to the
- * notification channel, so parked requests wake without polling.
+ * notification channel, so parked requests wake without polling. With
+ * "pod_router_subscribe off" (a proxy in front of Redis that cannot carry
+ * pub/sub) the subscriber link is never opened, so never reconnected, and
+ * parked requests wake on their re-check timer alone.
  *
  * A link that fails is dropped and reconnected after a back-off (100 ms,
  * doubling to 5 s); while it is down, requests fail at once with 503 rather
@@ -144,8 +147,11 @@ ngx_http_pod_router_redis_init_worker(ngx_cycle_t *cycle)
 
     /* connect early: the first request should not pay for it */
     (void) ngx_http_pod_router_link_connect(&ngx_http_pod_router_command_link);
-    (void) ngx_http_pod_router_link_connect(
+
+    if (prmcf->subscribe) {
+        (void) ngx_http_pod_router_link_connect(
                                         &ngx_http_pod_router_subscriber_link);
+    }
 
     return NGX_OK;
 }
@@ -181,14 +187,6 @@ ngx_http_pod_router_redis_exit_worker(ngx_cycle_t *cycle)
 
         links[i]->state = NGX_HTTP_POD_ROUTER_LINK_DOWN;
     }
-}
-
-
-ngx_int_t
-ngx_http_pod_router_redis_subscribed(void)
-{
-    return ngx_http_pod_router_subscriber_link.state
-           == NGX_HTTP_POD_ROUTER_LINK_UP;
 }
 
 

@@ -91,7 +91,7 @@ GATEWAY_CONF = """
     pod_router_redis 127.0.0.1:{redis_port} connect_timeout=500ms timeout=1s;
     pod_router_amqp amqp://127.0.0.1:{amqp_port}/ timeout=2s;
     pod_router_touch_interval {touch_interval};
-    pod_router_recheck_interval 500ms;
+    pod_router_recheck_interval {recheck_interval};
     {extra_http}
     log_format pod_router '$pod_router_status $pod_router_pod $status';
     upstream pod_router_pods {{
@@ -144,12 +144,13 @@ class Gateway(PlainNginx):
 
     def configure(self, redis_server, rabbitmq, wait_timeout="10s", touch_interval="10s",
                   wait_mode="hold", extra_http="", location_extra="", workers=2, extra_main="",
-                  amqp_port=None):
+                  amqp_port=None, recheck_interval="500ms"):
         self.workers = workers
         self.write_conf(GATEWAY_CONF.format(
             redis_port=redis_server.port, amqp_port=amqp_port or rabbitmq.port, port=self.port,
             prefix=self.prefix,
             wait_timeout=wait_timeout, touch_interval=touch_interval, wait_mode=wait_mode,
+            recheck_interval=recheck_interval,
             extra_http=extra_http, location_extra=location_extra, pod_network=POD_NETWORK),
             extra_main)
         result = self.test_config()

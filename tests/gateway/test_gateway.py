@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import POD_NETWORK, Gateway
+from conftest import KEY_PREFIX, POD_NETWORK, Gateway
 from polling import wait_until
 
 POD_IP = POD_NETWORK + ".{}"
@@ -34,6 +34,18 @@ def serve_pod(pods, name, last_octet):
     if name not in pods.pods():
         pods.add_pod(name, ip, 80)
     return ip
+
+
+def metrics(gateway):
+    return get(gateway, path="/pod-router/metrics")[2].decode()
+
+
+def subscriptions(driver):
+    """Redis's own count: subscribers to the notification channel, and
+    channel or pattern subscriptions held by any client at all."""
+    [(_, on_channel)] = driver.redis.pubsub_numsub(f"{KEY_PREFIX}notify")
+    anywhere = sum(int(client["sub"]) + int(client["psub"]) for client in driver.redis.client_list())
+    return on_channel, anywhere
 
 
 def test_identity_missing_or_invalid(gateway, redis_server, rabbitmq, driver):
@@ -312,3 +324,35 @@ def test_two_gateways_sharing_redis_publish_one_event(gateway, tmp_path, redis_s
     finally:
         second.stop()
     assert second.valgrind_findings() == []
+
+
+def test_each_worker_subscribes_by_default(gateway, redis_server, rabbitmq, driver):
+    # The baseline the subscribe-off test below is measured against.
+    gateway.configure(redis_server, rabbitmq).start()
+    wait_until(lambda: subscriptions(driver) == (2, 2), timeout=10, what="both workers subscribed")
+
+
+def test_with_subscribe_off_waiting_requests_poll(gateway, redis_server, rabbitmq, driver, pods):
+    # As behind a Redis proxy without pub/sub: no worker subscribes, and a
+    # held request learns that its pod is ready from its re-check alone.
+    gateway.configure(redis_server, rabbitmq, recheck_interval="300ms",
+                      extra_http="pod_router_subscribe off;").start()
+    ip = serve_pod(pods, "user-olga", 15)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "olga")
+        assert len(driver.events(timeout=10, expect=1)) == 1
+        wait_until(lambda: "pod_router_waiting_requests 1" in metrics(gateway), what="the request held")
+        assert subscriptions(driver) == (0, 0)
+        assert driver.mark_ready("olga", "user-olga", ip) == "ok"
+        status, headers, _ = reply.result(timeout=30)
+    assert status == 200 and headers["X-Pod-Name"] == "user-olga"
+
+    # among the metrics requests' lines, and logged only after the answer
+    def olga_lines():
+        return [line.split() for line in gateway.access_log() if "user-olga" in line]
+    assert wait_until(olga_lines, timeout=5, what="the request's log line") == [["MISS", "user-olga", "200"]]
+    # the mark-ready's publish reached no worker
+    assert "pod_router_notifications_total 0" in metrics(gateway)
+    assert subscriptions(driver) == (0, 0)
+    # no subscriber link was ever opened, failed or retried
+    assert "subscriber" not in gateway.error_log()

@@ -15,6 +15,7 @@ def test_directives_accept_valid_values(nginx):
     nginx.write_conf(
         "pod_router_pod_name_prefix sess;\n"
         "pod_router_max_identity_length 1k;\n"
+        "pod_router_subscribe off;\n"
         f"server {{ listen 127.0.0.1:{nginx.port}; }}"
     )
     result = nginx.test_config()
@@ -43,6 +44,20 @@ def test_out_of_range_identity_length_fails(nginx):
     result = nginx.test_config()
     assert result.returncode != 0
     assert '"pod_router_max_identity_length" must be between 1 and 4096 bytes' in result.stderr
+
+
+def test_subscribe_takes_only_on_or_off(nginx):
+    nginx.write_conf(
+        "pod_router_subscribe maybe;\n"
+        f"server {{ listen 127.0.0.1:{nginx.port}; }}"
+    )
+    result = nginx.test_config()
+    assert result.returncode != 0
+    assert (
+        'invalid value "maybe" in "pod_router_subscribe" directive, '
+        'it must be "on" or "off"' in result.stderr
+    )
+    assert "nginx.conf:" in result.stderr
 
 
 def test_duplicate_directive_is_refused(nginx):
