@@ -23,6 +23,7 @@ from .auth import Authenticator, Authorizer, Request, read_tokens, write_default
 from .images import ImageMap
 from .kubelet import Kubelet
 from .store import Store
+from .timeline import PodTimeline
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # kube-apiserver's request size limit
 VERSION = {
@@ -353,6 +354,13 @@ def parse_args(argv):
     parser.add_argument("--bookmark-interval", type=float, default=60.0,
                         help="seconds between BOOKMARK events on watches that allow them "
                              "(default %(default)s, about kube-apiserver's)")
+    parser.add_argument("--pod-timeline", type=Path, metavar="FILE",
+                        help="append one JSON line per pod lifecycle moment to FILE, flushed "
+                             "at once: {\"at_ms\", \"event\", \"namespace\", \"name\", "
+                             "\"uid\"}, at_ms the wall clock in milliseconds since the epoch "
+                             "(float, microsecond precision) when the store took the change; "
+                             "events created, running, ready, unready, terminating, deleted "
+                             "(see docs/kube-sim.md); default: none written")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
     accounts = []
@@ -408,7 +416,15 @@ def main(argv=None):
 
     from .demo_pod import DemoHost  # imported here: only the kubelet needs it
 
-    store = Store(history_limit=args.watch_history)
+    timeline = None
+    if args.pod_timeline is not None:
+        try:
+            timeline = PodTimeline(args.pod_timeline)
+        except OSError as error:
+            print(f"kube-sim: cannot open the pod timeline: {error}", file=sys.stderr)
+            return 2
+    store = Store(history_limit=args.watch_history,
+                  observer=None if timeline is None else timeline.observe)
     for namespace in DEFAULT_NAMESPACES:
         store.create(resources.namespaces(), "", {"metadata": {"name": namespace},
                                                   "spec": {"finalizers": ["kubernetes"]},
@@ -422,6 +438,8 @@ def main(argv=None):
     except OSError as error:
         print(f"kube-sim: cannot listen on {args.address}:{args.port}: {error}", file=sys.stderr)
         demo_host.stop()
+        if timeline is not None:
+            timeline.close()
         return 1
     server.authenticator = Authenticator(users)
     server.faults = Faults()
@@ -462,6 +480,8 @@ def main(argv=None):
         demo_host.stop()
         server.server_close()
         store.wake_watchers()
+        if timeline is not None:
+            timeline.close()
         log.info("stopped")
     return 0
 

@@ -30,7 +30,7 @@ class WatchEvent:
 
 
 class Store:
-    def __init__(self, history_limit=20000):
+    def __init__(self, history_limit=20000, observer=None):
         self._changed = threading.Condition()
         self._objects = {}
         self._resource_version = 1
@@ -39,6 +39,9 @@ class Store:
         self._history_limit = history_limit
         # Events up to and including this version have been dropped.
         self._compacted_version = 1
+        # observer(event_type, rtype, obj, previous), called with the lock
+        # held for every recorded write (timeline.PodTimeline); must not raise.
+        self._observer = observer
 
     # --- reads -------------------------------------------------------------
 
@@ -88,6 +91,8 @@ class Store:
             del self._history[:drop]
             del self._history_versions[:drop]
         self._changed.notify_all()
+        if self._observer is not None:
+            self._observer(event_type, rtype, obj, previous)
 
     def create(self, rtype, namespace, obj):
         meta = obj.setdefault("metadata", {})
