@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <cstring>
-#include <string>
 #include <string_view>
 
 #include "pod_router/redis_schema.hpp"
@@ -58,6 +57,31 @@ void copy_reason(std::string_view text, char (&out)[PR_REASON_SIZE]) noexcept {
     out[n] = '\0';
 }
 
+// A ready session's address, from either reply: where the gateway will
+// connect, so nothing but a literal address and a real port passes.
+struct AddressErrors {
+    const char *bad_ip;
+    const char *bad_port;
+};
+
+constexpr AddressErrors kRouteReplyErrors{
+    "route reply 'ready' holds an address that is not a literal IP",
+    "route reply 'ready' holds a port outside 1-65535"};
+constexpr AddressErrors kSessionReadErrors{"session read holds an address that is not a literal IP",
+                                           "session read holds a port outside 1-65535"};
+
+pr_status_t ready_at(std::string_view ip, std::string_view port, const AddressErrors &errors,
+                     pr_route_result_t *result, char *err, std::size_t err_size) noexcept {
+    if (!parse_ip(ip, result->ip)) {
+        return bad_reply(errors.bad_ip, err, err_size);
+    }
+    if (!parse_port(port, result->port)) {
+        return bad_reply(errors.bad_port, err, err_size);
+    }
+    result->outcome = PR_OUTCOME_READY;
+    return PR_OK;
+}
+
 } // namespace
 
 extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const size_t *lengths,
@@ -81,15 +105,9 @@ extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const s
         if (count != 3 || elements[1] == nullptr || elements[2] == nullptr) {
             return bad_reply("route reply 'ready' lacks the pod address", err, err_size);
         }
-        if (!parse_ip(std::string_view(elements[1], lengths[1]), result->ip)) {
-            return bad_reply("route reply 'ready' holds an address that is not a literal IP", err,
-                             err_size);
-        }
-        if (!parse_port(std::string_view(elements[2], lengths[2]), result->port)) {
-            return bad_reply("route reply 'ready' holds a port outside 1-65535", err, err_size);
-        }
-        result->outcome = PR_OUTCOME_READY;
-        return PR_OK;
+        return ready_at(std::string_view(elements[1], lengths[1]),
+                        std::string_view(elements[2], lengths[2]), kRouteReplyErrors, result, err,
+                        err_size);
     case ScriptOutcome::kFailed:
         copy_reason(count > 1 && elements[1] != nullptr ? std::string_view(elements[1], lengths[1])
                                                         : std::string_view(),
@@ -114,4 +132,30 @@ extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const s
     default:
         return bad_reply("route reply has a status word of another script", err, err_size);
     }
+}
+
+extern "C" pr_status_t pr_session_read_parse(const char *const *elements, const size_t *lengths,
+                                             size_t count, const char *identity,
+                                             size_t identity_len, pr_route_result_t *result,
+                                             char *err, size_t err_size) {
+    if (result == nullptr || elements == nullptr || lengths == nullptr || identity == nullptr) {
+        return bad_reply("no session read to parse", err, err_size);
+    }
+    std::memset(result, 0, sizeof *result);
+    if (count != 4) {
+        return bad_reply("session read is not four values", err, err_size);
+    }
+    const auto field = [&](std::size_t i) {
+        return elements[i] != nullptr ? std::string_view(elements[i], lengths[i])
+                                      : std::string_view();
+    };
+    // The route script's first test: a session of another identity is a
+    // conflict, which only the script reports (it is rare and must be exact).
+    if (elements[0] == nullptr || field(0) != "ready" || elements[1] == nullptr ||
+        field(1) != std::string_view(identity, identity_len) || elements[2] == nullptr ||
+        elements[3] == nullptr) {
+        result->outcome = PR_OUTCOME_UNKNOWN;
+        return PR_OK;
+    }
+    return ready_at(field(2), field(3), kSessionReadErrors, result, err, err_size);
 }

@@ -162,6 +162,7 @@ ngx_http_pod_router_main_conf_t *ngx_http_pod_router_main_conf(void);
 
 /* ngx_http_pod_router_handler.c */
 ngx_int_t ngx_http_pod_router_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pod_router_request_id(ngx_http_pod_router_ctx_t *ctx);
 void ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
     pr_status_t rc, pr_route_result_t *result, const char *err);
 void ngx_http_pod_router_publish_done(ngx_http_pod_router_ctx_t *ctx,

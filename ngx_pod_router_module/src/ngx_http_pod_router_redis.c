@@ -25,6 +25,7 @@
 #define NGX_HTTP_POD_ROUTER_BACKOFF_MAX   5000
 
 #define NGX_HTTP_POD_ROUTER_OP_ROUTE      1
+#define NGX_HTTP_POD_ROUTER_OP_READ       2
 
 
 typedef enum {
@@ -63,11 +64,15 @@ static void ngx_http_pod_router_on_setup_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_pod_router_on_route_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_http_pod_router_on_read_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
 static void ngx_http_pod_router_on_message(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_pod_router_on_ignored_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_pod_router_send_route(
+    ngx_http_pod_router_ctx_t *ctx, ngx_http_pod_router_op_t *op);
+static ngx_int_t ngx_http_pod_router_send_read(
     ngx_http_pod_router_ctx_t *ctx, ngx_http_pod_router_op_t *op);
 
 static void ngx_http_pod_router_adapter_read(ngx_event_t *ev);
@@ -493,7 +498,14 @@ ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    op = ngx_http_pod_router_op_get(ctx, NGX_HTTP_POD_ROUTER_OP_ROUTE);
+    /*
+     * A user seen within pod_router_touch_interval needs nothing written:
+     * a plain HMGET answers for a ready session at a fifth of the script's
+     * cost in Redis (the busiest part of the hot path without the cache).
+     * Anything but "ready, and this identity's" goes on to the script.
+     */
+    op = ngx_http_pod_router_op_get(ctx, touch ? NGX_HTTP_POD_ROUTER_OP_ROUTE
+                                               : NGX_HTTP_POD_ROUTER_OP_READ);
     if (op == NULL) {
         return NGX_ERROR;
     }
@@ -501,7 +513,10 @@ ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
     op->touch = touch ? 1 : 0;
     ctx->op = op;
 
-    if (ngx_http_pod_router_send_route(ctx, op) != NGX_OK) {
+    rc = touch ? ngx_http_pod_router_send_route(ctx, op)
+               : ngx_http_pod_router_send_read(ctx, op);
+
+    if (rc != NGX_OK) {
         ctx->op = NULL;
         ngx_http_pod_router_op_free(op);
         return NGX_ERROR;
@@ -511,32 +526,48 @@ ngx_http_pod_router_redis_route(ngx_http_pod_router_ctx_t *ctx,
 }
 
 
+/* a pod's key (session, creation lock) under pod_router_redis key_prefix= */
+
 static ngx_int_t
-ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
-    ngx_http_pod_router_op_t *op)
+ngx_http_pod_router_pod_key(pr_redis_key_t kind, u_char *pod, size_t pod_len,
+    char *out, size_t size, size_t *len)
 {
-    char                              session[256], lock[256];
-    size_t                            lens[12];
-    const char                       *argv[12], *sha;
     ngx_http_pod_router_main_conf_t  *prmcf;
 
     prmcf = ngx_http_pod_router_main_conf();
 
-    if (pr_redis_key(PR_KEY_SESSION, (char *) prmcf->redis_key_prefix.data,
-                     prmcf->redis_key_prefix.len, (char *) ctx->pod,
-                     ctx->pod_len, session, sizeof(session), &lens[3])
-        != PR_OK
-        || pr_redis_key(PR_KEY_CREATION_LOCK,
-                        (char *) prmcf->redis_key_prefix.data,
-                        prmcf->redis_key_prefix.len, (char *) ctx->pod,
-                        ctx->pod_len, lock, sizeof(lock), &lens[4])
-           != PR_OK)
+    return pr_redis_key(kind, (char *) prmcf->redis_key_prefix.data,
+                        prmcf->redis_key_prefix.len, (char *) pod, pod_len,
+                        out, size, len)
+           == PR_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
+    ngx_http_pod_router_op_t *op)
+{
+    char         session[256], lock[256];
+    size_t       lens[12];
+    const char  *argv[12], *sha;
+
+    if (ngx_http_pod_router_pod_key(PR_KEY_SESSION, ctx->pod, ctx->pod_len,
+                                    session, sizeof(session), &lens[3])
+        != NGX_OK
+        || ngx_http_pod_router_pod_key(PR_KEY_CREATION_LOCK, ctx->pod,
+                                       ctx->pod_len, lock, sizeof(lock),
+                                       &lens[4])
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     sha = pr_redis_script_sha1(PR_SCRIPT_ROUTE);
     if (sha == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_pod_router_request_id(ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -584,12 +615,179 @@ ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
 }
 
 
+static ngx_int_t
+ngx_http_pod_router_send_read(ngx_http_pod_router_ctx_t *ctx,
+    ngx_http_pod_router_op_t *op)
+{
+    char         session[256];
+    size_t       lens[6];
+    const char  *argv[6];
+
+    if (ngx_http_pod_router_pod_key(PR_KEY_SESSION, ctx->pod, ctx->pod_len,
+                                    session, sizeof(session), &lens[1])
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "HMGET";
+    lens[0] = 5;
+    argv[1] = session;
+    argv[2] = "state";
+    lens[2] = 5;
+    argv[3] = "identity";
+    lens[3] = 8;
+    argv[4] = "ip";
+    lens[4] = 2;
+    argv[5] = "port";
+    lens[5] = 4;
+
+    if (redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
+                              ngx_http_pod_router_on_read_reply, op, 6,
+                              argv, lens)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request an op was sent for, or NULL when it went away (or the worker
+ * is exiting) while Redis was answering: the op is then freed here.
+ */
+
+static ngx_http_pod_router_ctx_t *
+ngx_http_pod_router_op_owner(ngx_http_pod_router_op_t *op)
+{
+    if (op->ctx == NULL || ngx_http_pod_router_exiting) {
+        ngx_http_pod_router_op_free(op);
+        return NULL;
+    }
+
+    return op->ctx;
+}
+
+
+/*
+ * A reply that should be an array of 1..max strings, as the core's parsers
+ * take it: a nil or other element becomes NULL. Otherwise NGX_ERROR, with
+ * why in err (no reply, Redis's error, or another shape) and *rc the status
+ * to finish the request with.
+ */
+
+static ngx_int_t
+ngx_http_pod_router_reply_strings(redisAsyncContext *ac, redisReply *rr,
+    size_t max, const char **elements, size_t *lens, size_t *n,
+    pr_status_t *rc, char *err, size_t err_size)
+{
+    size_t  i;
+
+    *rc = PR_INTERNAL_ERROR;
+
+    if (rr == NULL) {
+        ngx_cpystrn((u_char *) err,
+                    (u_char *) (ac->errstr[0] ? ac->errstr : "no reply"),
+                    err_size);
+        return NGX_ERROR;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_snprintf((u_char *) err, err_size - 1, "%*s%Z",
+                     (size_t) ngx_min(rr->len, 200), rr->str);
+        return NGX_ERROR;
+    }
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements == 0
+        || rr->elements > max)
+    {
+        *rc = PR_BAD_REPLY;
+        ngx_cpystrn((u_char *) err, (u_char *) "reply is not a short array",
+                    err_size);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rr->elements; i++) {
+        if (rr->element[i]->type == REDIS_REPLY_STRING
+            || rr->element[i]->type == REDIS_REPLY_STATUS)
+        {
+            elements[i] = rr->element[i]->str;
+            lens[i] = rr->element[i]->len;
+
+        } else {
+            elements[i] = NULL;
+            lens[i] = 0;
+        }
+    }
+
+    *n = rr->elements;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pod_router_on_read_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    char                        err[PR_ERROR_SIZE];
+    size_t                      n, lens[4];
+    const char                 *elements[4];
+    pr_status_t                 rc;
+    pr_route_result_t           result;
+    ngx_http_pod_router_op_t   *op = privdata;
+    ngx_http_pod_router_ctx_t  *ctx;
+
+    ctx = ngx_http_pod_router_op_owner(op);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (ngx_http_pod_router_reply_strings(ac, reply, 4, elements, lens, &n,
+                                          &rc, err, sizeof(err))
+        != NGX_OK)
+    {
+        ctx->op = NULL;
+        ngx_http_pod_router_op_free(op);
+        ngx_http_pod_router_route_done(ctx, rc, NULL, err);
+        return;
+    }
+
+    rc = pr_session_read_parse(elements, lens, n,
+                               (const char *) ctx->identity.data,
+                               ctx->identity.len, &result, err, sizeof(err));
+
+    if (rc == PR_OK && result.outcome == PR_OUTCOME_UNKNOWN) {
+        /* not ready, or not this identity's: the route script decides */
+        op->kind = NGX_HTTP_POD_ROUTER_OP_ROUTE;
+
+        if (ngx_http_pod_router_command_link.ac != NULL
+            && ngx_http_pod_router_send_route(ctx, op) == NGX_OK)
+        {
+            return;
+        }
+
+        rc = PR_INTERNAL_ERROR;
+        ngx_cpystrn((u_char *) err,
+                    (u_char *) "sending the route script failed",
+                    sizeof(err));
+    }
+
+    ctx->op = NULL;
+    ngx_http_pod_router_op_free(op);
+
+    ngx_http_pod_router_route_done(ctx, rc, &result, err);
+}
+
+
 static void
 ngx_http_pod_router_on_route_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     char                        err[PR_ERROR_SIZE];
-    size_t                      i, lens[4];
+    size_t                      n, lens[4];
     redisReply                 *rr = reply;
     const char                 *elements[4];
     pr_status_t                 rc;
@@ -597,11 +795,8 @@ ngx_http_pod_router_on_route_reply(redisAsyncContext *ac, void *reply,
     ngx_http_pod_router_op_t   *op = privdata;
     ngx_http_pod_router_ctx_t  *ctx;
 
-    ctx = op->ctx;
-
-    if (ctx == NULL || ngx_http_pod_router_exiting) {
-        /* the request went away while Redis was answering */
-        ngx_http_pod_router_op_free(op);
+    ctx = ngx_http_pod_router_op_owner(op);
+    if (ctx == NULL) {
         return;
     }
 
@@ -621,43 +816,15 @@ ngx_http_pod_router_on_route_reply(redisAsyncContext *ac, void *reply,
     ctx->op = NULL;
     ngx_http_pod_router_op_free(op);
 
-    if (rr == NULL) {
-        ngx_http_pod_router_route_done(ctx, PR_INTERNAL_ERROR, NULL,
-                                       ac->errstr[0] ? ac->errstr
-                                                     : "no reply");
-        return;
-    }
-
-    if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_snprintf((u_char *) err, sizeof(err) - 1, "%*s%Z",
-                     (size_t) ngx_min(rr->len, 200), rr->str);
-        ngx_http_pod_router_route_done(ctx, PR_INTERNAL_ERROR, NULL, err);
-        return;
-    }
-
-    if (rr->type != REDIS_REPLY_ARRAY || rr->elements == 0
-        || rr->elements > 4)
+    if (ngx_http_pod_router_reply_strings(ac, rr, 4, elements, lens, &n, &rc,
+                                          err, sizeof(err))
+        != NGX_OK)
     {
-        ngx_http_pod_router_route_done(ctx, PR_BAD_REPLY, NULL,
-                                       "route reply is not a short array");
+        ngx_http_pod_router_route_done(ctx, rc, NULL, err);
         return;
     }
 
-    for (i = 0; i < rr->elements; i++) {
-        if (rr->element[i]->type == REDIS_REPLY_STRING
-            || rr->element[i]->type == REDIS_REPLY_STATUS)
-        {
-            elements[i] = rr->element[i]->str;
-            lens[i] = rr->element[i]->len;
-
-        } else {
-            elements[i] = NULL;
-            lens[i] = 0;
-        }
-    }
-
-    rc = pr_route_reply_parse(elements, lens, rr->elements, &result, err,
-                              sizeof(err));
+    rc = pr_route_reply_parse(elements, lens, n, &result, err, sizeof(err));
 
     ngx_http_pod_router_route_done(ctx, rc, &result, err);
 }
@@ -719,18 +886,13 @@ void
 ngx_http_pod_router_redis_abandon(u_char *pod, size_t pod_len,
     u_char *request_id, size_t request_id_len)
 {
-    char                              lock[256];
-    size_t                            lens[2];
-    const char                       *args[2];
-    ngx_http_pod_router_main_conf_t  *prmcf;
+    char         lock[256];
+    size_t       lens[2];
+    const char  *args[2];
 
-    prmcf = ngx_http_pod_router_main_conf();
-
-    if (pr_redis_key(PR_KEY_CREATION_LOCK,
-                     (char *) prmcf->redis_key_prefix.data,
-                     prmcf->redis_key_prefix.len, (char *) pod, pod_len,
-                     lock, sizeof(lock), &lens[0])
-        != PR_OK)
+    if (ngx_http_pod_router_pod_key(PR_KEY_CREATION_LOCK, pod, pod_len,
+                                    lock, sizeof(lock), &lens[0])
+        != NGX_OK)
     {
         return;
     }
@@ -763,17 +925,13 @@ void
 ngx_http_pod_router_redis_mark_stale(u_char *pod, size_t pod_len,
     ngx_str_t *ip, ngx_str_t *port)
 {
-    char                              session[256];
-    size_t                            lens[6];
-    const char                       *args[6];
-    ngx_http_pod_router_main_conf_t  *prmcf;
+    char         session[256];
+    size_t       lens[6];
+    const char  *args[6];
 
-    prmcf = ngx_http_pod_router_main_conf();
-
-    if (pr_redis_key(PR_KEY_SESSION, (char *) prmcf->redis_key_prefix.data,
-                     prmcf->redis_key_prefix.len, (char *) pod, pod_len,
-                     session, sizeof(session), &lens[0])
-        != PR_OK)
+    if (ngx_http_pod_router_pod_key(PR_KEY_SESSION, pod, pod_len, session,
+                                    sizeof(session), &lens[0])
+        != NGX_OK)
     {
         return;
     }

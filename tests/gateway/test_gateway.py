@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import pytest
 
@@ -356,3 +357,55 @@ def test_with_subscribe_off_waiting_requests_poll(gateway, redis_server, rabbitm
     assert subscriptions(driver) == (0, 0)
     # no subscriber link was ever opened, failed or retried
     assert "subscriber" not in gateway.error_log()
+
+
+def test_a_ready_user_between_touches_is_read_without_the_script(gateway, redis_server, rabbitmq, driver, pods):
+    # The route script writes only when activity is due (once per
+    # pod_router_touch_interval and worker); in between, one HMGET answers.
+    gateway.configure(redis_server, rabbitmq).start()
+    ip = serve_pod(pods, "user-hana", 16)
+    assert driver.mark_ready("hana", "user-hana", ip) == "ok"
+    driver.redis.config_resetstat()
+    for _ in range(20):
+        status, headers, _ = get(gateway, "hana")
+        assert status == 200 and headers["X-Pod-Name"] == "user-hana"
+    stats = driver.redis.info("commandstats")
+    scripts = sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+    assert 1 <= scripts <= gateway.workers  # the first request in each worker touches
+    # every request read the session; the script's own HMGET counts too
+    assert stats["cmdstat_hmget"]["calls"] == 20
+    assert [line.split() for line in gateway.access_log(20)] == [["HIT", "user-hana", "200"]] * 20
+
+    # A session that stops being ready, or is another identity's, is the
+    # script's to judge: here a conflict, as before.
+    driver.redis.hset(f"{KEY_PREFIX}session:user-hana", "identity", "someone-else")
+    status, _, _ = get(gateway, "hana")
+    assert status == 500
+    assert gateway.access_log(21)[-1].split() == ["CONFLICT", "user-hana", "500"]
+
+
+def test_the_cache_keeps_four_pods_that_share_a_set(gateway, redis_server, rabbitmq, driver, pods):
+    # pod_router_cache_size 16: four sets of four. nginx picks the set with
+    # CRC-32 (zlib's) of the pod name: choose five users in one set. The
+    # first four all stay cached; the fifth pushes out the least recently
+    # used of them, and only that one.
+    gateway.configure(redis_server, rabbitmq, workers=1,
+                      extra_http="pod_router_cache_ttl 30s; pod_router_cache_size 16;").start()
+    names = [name for name in (f"set{n}" for n in range(200)) if zlib.crc32(f"user-{name}".encode()) % 4 == 0][:5]
+    assert len(names) == 5
+    for n, name in enumerate(names):
+        driver.mark_ready(name, f"user-{name}", serve_pod(pods, f"user-{name}", 20 + n))
+
+    served = []
+
+    def route(name):
+        status, headers, _ = get(gateway, name)
+        assert status == 200 and headers["X-Pod-Name"] == f"user-{name}"
+        served.append(name)
+        # nginx logs a request after answering it: wait for this one's line
+        return gateway.access_log(len(served))[len(served) - 1].split()[0]
+    assert [route(name) for name in names[:4]] == ["HIT"] * 4
+    assert [route(name) for name in names[:4]] == ["CACHE_HIT"] * 4
+    assert route(names[4]) == "HIT"  # the set is full: names[0] goes
+    assert [route(name) for name in names[1:5]] == ["CACHE_HIT"] * 4
+    assert route(names[0]) == "HIT"

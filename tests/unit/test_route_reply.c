@@ -144,6 +144,93 @@ waiting_outcomes_and_unknown_words(void **state)
 }
 
 
+static pr_status_t
+read_session(const char **fields, size_t count, const char *identity,
+    pr_route_result_t *result, char *err)
+{
+    size_t  i, lengths[8];
+
+    for (i = 0; i < count; i++) {
+        lengths[i] = fields[i] ? strlen(fields[i]) : 0;
+    }
+
+    return pr_session_read_parse(fields, lengths, count, identity,
+                                 strlen(identity), result, err,
+                                 PR_ERROR_SIZE);
+}
+
+
+static void
+session_read_ready_for_this_identity(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *ready[] = { "ready", "alice", "10.244.1.7", "8080" };
+
+    (void) state;
+
+    assert_int_equal(read_session(ready, 4, "alice", &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_READY);
+    assert_string_equal(result.ip, "10.244.1.7");
+    assert_int_equal(result.port, 8080);
+}
+
+
+static void
+session_read_leaves_everything_else_to_the_script(void **state)
+{
+    size_t             i;
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *cases[][4] = {
+        { NULL, NULL, NULL, NULL },                     /* no session */
+        { "pending", "alice", NULL, NULL },
+        { "failed", "alice", NULL, NULL },
+        { "terminating", "alice", "10.244.1.7", "8080" },
+        { "ready", "bob", "10.244.1.7", "8080" },       /* a conflict */
+        { "ready", "alice\n", "10.244.1.7", "8080" },   /* exact bytes */
+        { "ready", "alic", "10.244.1.7", "8080" },
+        { "ready", NULL, "10.244.1.7", "8080" },
+        { "ready", "alice", NULL, "8080" },
+        { "READY", "alice", "10.244.1.7", "8080" },
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        result.outcome = PR_OUTCOME_READY;
+        assert_int_equal(read_session(cases[i], 4, "alice", &result, err),
+                         PR_OK);
+        assert_int_equal(result.outcome, PR_OUTCOME_UNKNOWN);
+    }
+}
+
+
+static void
+session_read_refuses_bad_addresses_and_shapes(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *name[] = { "ready", "alice", "pod.example.com", "80" };
+    const char        *port[] = { "ready", "alice", "10.0.0.1", "65536" };
+    const char        *three[] = { "ready", "alice", "10.0.0.1" };
+
+    (void) state;
+
+    assert_int_equal(read_session(name, 4, "alice", &result, err),
+                     PR_BAD_REPLY);
+    assert_non_null(strstr(err, "not a literal IP"));
+    assert_int_equal(read_session(port, 4, "alice", &result, err),
+                     PR_BAD_REPLY);
+    assert_non_null(strstr(err, "port"));
+    assert_int_equal(read_session(three, 3, "alice", &result, err),
+                     PR_BAD_REPLY);
+    assert_int_equal(pr_session_read_parse(NULL, NULL, 0, "alice", 5, &result,
+                                           err, sizeof(err)),
+                     PR_BAD_REPLY);
+}
+
+
 int
 main(void)
 {
@@ -152,6 +239,9 @@ main(void)
         cmocka_unit_test(ready_with_a_bad_address_is_refused),
         cmocka_unit_test(failed_reasons_are_made_printable_and_bounded),
         cmocka_unit_test(waiting_outcomes_and_unknown_words),
+        cmocka_unit_test(session_read_ready_for_this_identity),
+        cmocka_unit_test(session_read_leaves_everything_else_to_the_script),
+        cmocka_unit_test(session_read_refuses_bad_addresses_and_shapes),
     };
 
     return cmocka_run_group_tests_name("route_reply", tests, NULL, NULL);

@@ -37,6 +37,23 @@ pr_status_t pr_route_reply_parse(const char *const *elements,
     const size_t *lengths, size_t count, pr_route_result_t *result,
     char *err, size_t err_size);
 
+/*
+ * The hot path's read, a plain "HMGET <session> state identity ip port"
+ * (docs/redis-schema.md): elements/lengths are its four values in that
+ * order, NULL for a missing field. A session that is ready and belongs to
+ * `identity` (exact bytes) gives PR_OUTCOME_READY, its address checked as
+ * pr_route_reply_parse() checks it; that is the route script's answer for
+ * such a session when no activity is to be recorded. Anything else gives
+ * PR_OUTCOME_UNKNOWN: the caller runs the route script, which decides
+ * (create, wait, failed, conflict) atomically. PR_BAD_REPLY when the reply
+ * is not four values, or a ready session's address is not a literal IP and
+ * a port 1..65535.
+ */
+pr_status_t pr_session_read_parse(const char *const *elements,
+    const size_t *lengths, size_t count, const char *identity,
+    size_t identity_len, pr_route_result_t *result, char *err,
+    size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif
