@@ -68,6 +68,33 @@ def test_created_running_ready_deleted_in_milliseconds(tmp_path):
     assert stamp <= at["created"] / 1000 < stamp + 1.1
 
 
+def test_start_jitter_spreads_pod_starts(tmp_path):
+    # Eight pods started together: with 1 s of jitter their start times
+    # spread (all eight within 200 ms of each other has odds near 1e-5),
+    # and none starts before the fixed delay or after delay + jitter.
+    timeline = tmp_path / "timeline.jsonl"
+    sim = KubeSim(tmp_path / "state", "--start-delay", "0.1", "--start-jitter", "1",
+                  "--pod-timeline", str(timeline))
+    try:
+        assert sim.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})[0] == 201
+        pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
+        for n in range(8):
+            assert sim.request("POST", pods, pod_manifest(f"jitter-{n}", probe=False))[0] == 201
+
+        def started():
+            moments = {}
+            for line in read_lines(timeline):
+                moments.setdefault(line["name"], {}).setdefault(line["event"], line["at_ms"])
+            return moments if all("running" in m for m in moments.values()) and len(moments) == 8 else None
+
+        moments = wait_for(started, what="eight pods running")
+    finally:
+        assert sim.stop() == 0, sim.log_path.read_text()[-3000:]
+    delays = [m["running"] - m["created"] for m in moments.values()]
+    assert all(100 <= delay < 1100 + 500 for delay in delays), delays
+    assert max(delays) - min(delays) > 200, delays
+
+
 def test_without_the_flag_no_timeline_is_written(cluster):
     status, body = cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE + "-off"}})
     assert status == 201, body

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -171,12 +172,13 @@ class AddressPool:
 
 class Kubelet:
     def __init__(self, store, images, demo_host, state_dir, start_delay, crash_backoff,
-                 pod_cidr="127.1.0.0/16"):
+                 pod_cidr="127.1.0.0/16", start_jitter=0.0):
         self.store = store
         self.images = images
         self.demo_host = demo_host
         self.log_dir = Path(state_dir) / "pods"
         self.start_delay = start_delay
+        self.start_jitter = start_jitter
         self.crash_backoff = crash_backoff
         self._inbox = queue.Queue()
         self._pods = {}
@@ -300,7 +302,8 @@ class Kubelet:
             ))
         scheduled = now_rfc3339()
         run = PodRun(namespace, name, pod["metadata"]["uid"], ip, pod["spec"]["restartPolicy"],
-                     containers, scheduled, time.monotonic() + self.start_delay)
+                     containers, scheduled,
+                     time.monotonic() + self.start_delay + random.uniform(0.0, self.start_jitter))
         self._pods[(namespace, name)] = run
 
         def bind(obj):

@@ -346,6 +346,9 @@ def parse_args(argv):
     parser.add_argument("--start-delay", type=float, default=1.0,
                         help="seconds from scheduling to container start, for image pull and "
                              "start (default %(default)s)")
+    parser.add_argument("--start-jitter", type=float, default=0.0,
+                        help="up to this many seconds more, drawn uniformly per pod, as image "
+                             "pulls and starts vary on a node (default %(default)s)")
     parser.add_argument("--crash-backoff", type=float, default=10.0,
                         help="first CrashLoopBackOff delay in seconds, doubled per restart up to "
                              "300 (default %(default)s)")
@@ -432,7 +435,7 @@ def main(argv=None):
     demo_host = DemoHost()
     demo_host.start()
     kubelet = Kubelet(store, images, demo_host, state_dir, args.start_delay, args.crash_backoff,
-                      args.pod_cidr)
+                      args.pod_cidr, start_jitter=args.start_jitter)
     try:
         server = Server((args.address, args.port), tls_context)
     except OSError as error:
