@@ -13,7 +13,7 @@ CXX_SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null)
 LINT_SOURCES = $(shell git ls-files 'common/src/*.cpp' 'controller/src/*.cpp' 'controller/src/**/*.cpp' 2>/dev/null)
 
 .PHONY: all build configure test test-unit test-integration test-asan run fuzz \
-        format format-check lint clean help deps
+        format format-check lint clean help deps bench
 
 all: build
 
@@ -24,6 +24,8 @@ help:
 	@echo "make test-unit   only the unit tier (no servers); also test-integration"
 	@echo "make test-asan   the tests again under ASan and UBSan (all but the nginx module)"
 	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
+	@echo "make bench       measure against the static-proxy limit, OpenResty and the seed (~20 min;"
+	@echo "                 BENCH_ARGS=--help for options); writes docs/BENCHMARKS.md"
 	@echo "make format      clang-format the C++ sources (format-check: only report)"
 	@echo "make lint        clang-tidy and cppcheck, warnings are errors"
 	@echo "make clean       remove $(BUILD_DIR)/, $(FUZZ_DIR)/ and $(ASAN_DIR)/"
@@ -59,6 +61,13 @@ test-asan:
 
 run:
 	scripts/run.sh
+
+# Not part of make test: minutes of load on every core, and figures, not
+# pass or fail. Installs what it compares against (wrk, OpenResty-style Lua,
+# the seed's FastAPI stack) from Debian first.
+bench: build
+	scripts/install-deps.sh --bench
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 fuzz:
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -DPOD_ROUTER_FUZZ=ON \

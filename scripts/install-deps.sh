@@ -6,10 +6,12 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/install-deps.sh [--check] [--list]
+Usage: scripts/install-deps.sh [--bench] [--check] [--list]
 
 Installs what is missing of the packages pod-router needs (Debian 12).
 
+  --bench   also what make bench needs: wrk, the OpenResty-style and the
+            seed's gateways it compares against, gnuplot for its chart
   --check   only report what is missing; exit 1 if anything is
   --list    print every package, one per line, and exit
 EOF
@@ -41,11 +43,20 @@ tool_packages=(
     clang-format clang-tidy cppcheck # make format, make lint
     python3-pyflakes                # make test's style tier for the Python code
 )
+# Only for make bench: what users would run instead of this module.
+bench_packages=(
+    wrk                             # the load generator
+    libnginx-mod-http-lua lua-nginx-redis # OpenResty-style lookup (pulls nginx-extras' modules)
+    python3-fastapi python3-uvicorn python3-httpx # the seed's gateway, as its README builds it
+    python3-uvloop python3-httptools # uvicorn's fast loop and parser ("uvicorn[standard]")
+    gnuplot-nox                     # the chart
+)
 packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
 
 check_only=false
 while [ $# -gt 0 ]; do
     case "$1" in
+    --bench) packages+=("${bench_packages[@]}") ;;
     --check) check_only=true ;;
     --list) printf '%s\n' "${packages[@]}"; exit 0 ;;
     -h | --help) usage; exit 0 ;;

@@ -1,0 +1,228 @@
+"""What make bench writes: bench/results/<timestamp>.json (everything
+measured), docs/BENCHMARKS.md (tables, ratios, targets met or missed, and
+the profiles that explain a miss) and docs/benchmarks.png (throughput and
+latency per case, drawn by gnuplot)."""
+
+import json
+import subprocess
+
+from .hot_path import CASES
+
+LABELS = {name: f"{letter}. {label}" for letter, name, label in CASES}
+
+
+def evaluate(results):
+    """Each target of issue 7 with the figure it is judged on."""
+    targets = []
+    for users, cases in results.get("hot_path", {}).items():
+        rps = {name: cases[name]["rps"]["median"] for name in cases}
+        a, b, c, d, e = (rps[name] for name in ("static", "cached", "module", "lua", "seed"))
+        who = f"{users} user" + ("s" if users != "1" else "")
+        targets += [
+            {"target": f"hot path, {who}: b >= 95% of a", "value": f"{100 * b / a:.1f}%", "met": b >= 0.95 * a,
+             "users": users, "case": "cached"},
+            {"target": f"hot path, {who}: c >= 85% of a", "value": f"{100 * c / a:.1f}%", "met": c >= 0.85 * a,
+             "users": users, "case": "module"},
+            {"target": f"hot path, {who}: c loses at most half of what d loses",
+             "value": f"c loses {100 * (1 - c / a):.1f}%, d {100 * (1 - d / a):.1f}%",
+             "met": (a - c) <= 0.5 * (a - d), "users": users, "case": "module"},
+            {"target": f"hot path, {who}: b >= 20 x e", "value": f"{b / e:.1f} x", "met": b >= 20 * e},
+        ]
+    cold = results.get("cold_start")
+    if cold:
+        p99 = cold["notify"]["overhead_ms"]["p99"]
+        targets.append({"target": "cold start: overhead p99 <= 50 ms", "value": f"{p99:.1f} ms", "met": p99 <= 50})
+    storm = results.get("storm")
+    if storm:
+        before = storm["existing_users_before"]["p99_ms"]
+        for name in ("arrivals", "herd"):
+            run = storm[name]
+            during = run["existing_users_during"]["p99_ms"]
+            targets += [
+                {"target": f"storm, {name}: 0 errors", "value": str(run["errors"]), "met": run["errors"] == 0},
+                {"target": f"storm, {name}: 0 duplicate pods", "value": str(run["duplicate_pods"]),
+                 "met": run["duplicate_pods"] == 0 and run["users_without_pod"] == 0},
+                {"target": f"storm, {name}: existing users' p99 <= 2 x without a storm",
+                 "value": f"{during:.1f} ms against {before:.1f} ms ({during / before:.1f} x)",
+                 "met": during <= 2 * before},
+            ]
+    return targets
+
+
+def write_json(results, directory, stamp):
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def chart(results, path, work_dir):
+    """Two panels: requests/s (median, min-max bars) and p50/p99 latency,
+    per case, for one user and for many."""
+    hot = results["hot_path"]
+    variants = list(hot)
+    data = work_dir / "chart.dat"
+    with open(data, "w") as out:
+        out.write("# case " + " ".join(f"rps{v} min{v} max{v} p50_{v} p99_{v}" for v in variants) + "\n")
+        for _, name, _ in CASES:
+            columns = []
+            for variant in variants:
+                case = hot[variant][name]
+                columns += [case["rps"]["median"], case["rps"]["min"], case["rps"]["max"],
+                            case["p50_ms"]["median"], case["p99_ms"]["median"]]
+            out.write(f'"{LABELS[name]}" ' + " ".join(f"{value:.3f}" for value in columns) + "\n")
+    machine = results["machine"]
+    title = f"pod-router make bench, {machine['cores']} cores, {machine['cpu']}, {results['stamp']}"
+    names = [f"{v} user" + ("s" if v != "1" else "") for v in variants]
+    script = f"""
+set terminal pngcairo size 1200,900 font ",10"
+set output "{path}"
+set multiplot layout 2,1 title "{title}"
+set style data histogram
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.6 border -1
+set boxwidth 0.9
+set xtics rotate by -15 nomirror
+set grid ytics
+set key top right
+set ylabel "requests/s (median, min-max)"
+set yrange [0:*]
+plot "{data}" using 2:3:4:xtic(1) title "{names[0]}", "" using 7:8:9 title "{names[1]}"
+set style histogram clustered gap 2
+set ylabel "latency, ms (median of runs)"
+set logscale y
+set yrange [*:*]
+plot "{data}" using 5:xtic(1) title "p50, {names[0]}", "" using 6 title "p99, {names[0]}", \\
+     "" using 10 title "p50, {names[1]}", "" using 11 title "p99, {names[1]}"
+unset multiplot
+"""
+    (work_dir / "chart.gp").write_text(script)
+    subprocess.run(["gnuplot", str(work_dir / "chart.gp")], check=True, capture_output=True, timeout=60)
+
+
+def _row(cells):
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _spread(value, digits):
+    return f"{value['median']:.{digits}f} ({value['min']:.{digits}f}-{value['max']:.{digits}f})"
+
+
+def markdown(results, targets, chart_name, json_name):
+    machine, settings = results["machine"], results["settings"]
+    out = ["# Benchmarks", "",
+           "Written by `make bench` (bench/run.py) from the run in "
+           f"`bench/results/{json_name}`; every figure below was measured in that one run, on one machine, "
+           "side by side. Do not edit by hand: run `make bench` again.", "",
+           f"- Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_gib']:.0f} GiB, {machine['os']}",
+           f"- Software: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
+           f"- Load: wrk on loopback, {settings['threads']} threads, {settings['connections']} connections, "
+           f"{settings['seconds']} s per run after a {settings['warmup']} s warm-up, {settings['runs']} runs per case "
+           "(interleaved); each gateway with "
+           f"{settings['workers']} workers (nginx `worker_processes`, uvicorn `--workers`); the same backend pod "
+           "(an nginx answering the seed's `It works!` page) behind every case. Everything, the load generator "
+           "included, shares the machine's cores.",
+           "", "## Targets", "", _row(["Target", "Measured", "Met"]), _row(["---"] * 3)]
+    out += [_row([t["target"], t["value"], "yes" if t["met"] else "**no**"]) for t in targets]
+    hot = results.get("hot_path")
+    if hot:
+        out += ["", "## 1. Hot path", "",
+                "A user whose pod is ready. Requests/s and latency are the median of the runs, with the "
+                "lowest and highest in brackets; the ratio is to case a. CPU µs/request is the median over the "
+                "runs of each process's CPU time divided by the requests served: the gateway's workers, Redis, "
+                "and all (the gateway, the backend, Redis and wrk). On a shared machine it moves less than "
+                "requests/s does.", "",
+                f"![throughput and latency per case]({chart_name})", ""]
+        for variant, cases in hot.items():
+            a = cases["static"]["rps"]["median"]
+            out += [f"### {variant} ready user" + ("s" if variant != "1" else "") +
+                    (" (each request picks one at random)" if variant != "1" else ""), "",
+                    _row(["Case", "Requests/s", "vs a", "p50 ms", "p99 ms", "Errors", "CPU µs/request: gateway",
+                          "Redis", "all"]), _row(["---"] * 9)]
+            for _, name, _ in CASES:
+                case = cases[name]
+                cpu = case.get("cpu_us", {})
+                out.append(_row([LABELS[name], _spread(case["rps"], 0), f"{100 * case['rps']['median'] / a:.1f}%",
+                                 _spread(case["p50_ms"], 2), _spread(case["p99_ms"], 2), case["errors"]]
+                                + ([f"{cpu['gateway']:.1f}", f"{cpu['redis']:.1f}", f"{sum(cpu.values()):.1f}"]
+                                   if cpu else ["", "", ""])))
+            out.append("")
+        out += ["Cases: a is `proxy_pass` to a static upstream holding the pod's address, with keepalive; b and c "
+                "this module with `pod_router_cache_ttl " + results["settings"]["cache_ttl"] + "` and `0`; d "
+                "`access_by_lua` with lua-resty-redis (pooled) and `balancer_by_lua` with keepalive, as "
+                "ingress-nginx does it (bench/gateways/lua.conf.in); e the seed's gateway re-created from its "
+                "README: FastAPI on uvicorn (uvloop, httptools) checking Redis and proxying with httpx "
+                "(bench/gateways/seed_gateway.py). b, c, d and e all read the same sessions in the same Redis.", ""]
+    cold = results.get("cold_start")
+    if cold:
+        out += ["## 2. Cold start", "",
+                f"A new user's first request, {cold['notify']['users']} users one after another. kube-sim records "
+                "when it stored each pod and when the pod became Ready (`--pod-timeline`); the overhead is the first "
+                "byte's time minus that readiness time: the gateway's Redis round trips, the event through "
+                "RabbitMQ, the controller's API call and watch, the Redis write and the wake-up, and the proxied "
+                f"response. The polling case turns pub/sub off (`pod_router_subscribe off`) and re-checks every "
+                f"{cold['poll_interval']}.", "",
+                _row(["Wake-up", "Overhead p50 ms", "Overhead p99 ms", "min-max ms", "First byte p50 ms",
+                      "Pod readiness p50 ms"]), _row(["---"] * 6)]
+        for mode in ("notify", "poll"):
+            run = cold[mode]
+            out.append(_row([{"notify": "Redis pub/sub", "poll": f"polling, {cold['poll_interval']}"}[mode],
+                             f"{run['overhead_ms']['p50']:.1f}", f"{run['overhead_ms']['p99']:.1f}",
+                             f"{run['overhead_ms']['min']:.1f}-{run['overhead_ms']['max']:.1f}",
+                             f"{run['first_byte_ms']['p50']:.1f}", f"{run['pod_readiness_ms']['p50']:.1f}"]))
+        out.append("")
+    storm = results.get("storm")
+    if storm:
+        before = storm["existing_users_before"]
+        out += ["## 3. Storm", "",
+                f"New users while existing ones keep working ({storm['settings']['existing']}, measured from a "
+                f"process of its own). Without a storm their p50 is {before['p50_ms']:.1f} ms and p99 "
+                f"{before['p99_ms']:.1f} ms. Controller: {results['settings']['storm_controller']}.", "",
+                _row(["Storm", "Requests", "Errors", "Pods created", "Duplicate pods", "All served after s",
+                      "Existing users p50 / p99 ms"]), _row(["---"] * 7)]
+        for name in ("arrivals", "herd"):
+            run = storm[name]
+            during = run["existing_users_during"]
+            out.append(_row([storm["settings"][name], run["requests"],
+                             f"{run['errors']}" + (f" ({', '.join(run['error_kinds'])})" if run["errors"] else ""),
+                             run["pods_created"], run["duplicate_pods"], f"{run['all_served_s']:.1f}",
+                             f"{during['p50_ms']:.1f} / {during['p99_ms']:.1f}"]))
+        floor = storm.get("herd_static_floor")
+        if floor:
+            out += ["", "The herd against plain nginx (case a's static upstream to the same backend, no "
+                    "pod-router at all), for scale: the existing users' p99 goes from "
+                    f"{floor['existing_users_before']['p99_ms']:.1f} ms to "
+                    f"{floor['existing_users_during']['p99_ms']:.1f} ms ({floor['errors']} errors). That much "
+                    "of the herd's effect is a thousand connections arriving at once on two cores."]
+        out.append("")
+    reaper = results.get("reaper")
+    if reaper:
+        out += ["## 4. Reaper at scale", "",
+                "100,000 ready sessions in Redis, 100 of them idle past the timeout with real pods in kube-sim. "
+                "A quiet pass finds nothing to do; the reaping pass deletes the 100 pods one by one, within the "
+                "controller's API rate limit.", "",
+                _row(["API rate", "Quiet pass ms", "Reaping pass ms", "Expiry to all reaped s", "Controller RSS MiB"]),
+                _row(["---"] * 5)]
+        for key, label in (("default_rate", "default (5/s, burst 10)"), ("raised_rate", reaper["raised_rate_flags"])):
+            run = reaper[key]
+            out.append(_row([label, f"{run['quiet_tick_ms']:.2f}", f"{run['reaping_tick_ms']:.0f}",
+                             f"{run['all_reaped_s']:.1f}", f"{run['controller_rss_mib']:.0f}"]))
+        out.append("")
+    profiles = results.get("profiles", {})
+    missed = [t for t in targets if not t["met"]]
+    if missed:
+        out += ["## Targets missed, and why", ""]
+        out += [f"- {t['target']}: {t['value']}" for t in missed]
+        out.append("")
+        for title, profile in profiles.items():
+            out += [f"### Profile: {title}", "", profile.get("note", ""), ""]
+            if profile.get("cost_us"):
+                roles = ["gateway", "backend", "redis", "wrk"]
+                out += [_row(["CPU µs per request"] + roles + ["all"]), _row(["---"] * (len(roles) + 2))]
+                for case, costs in profile["cost_us"].items():
+                    out.append(_row([case] + [f"{costs[role]:.1f}" for role in roles]
+                                    + [f"{sum(costs[role] for role in roles):.1f}"]))
+                out.append("")
+            for sort, lines in profile["reports"].items():
+                out += [f"perf report --sort {sort}:", "", "```"] + lines + ["```", ""]
+    return "\n".join(out).rstrip() + "\n"

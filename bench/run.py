@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""make bench: pod-router against the static-proxy limit, the OpenResty
+way and the seed's own design, on this machine, in one run.
+
+Phases (all by default): hot (throughput and latency of ready users through
+five gateways), cold (a new user's first byte, pub/sub and polling), storm
+(a thousand new users while others work), reaper (100,000 sessions).
+Writes bench/results/<timestamp>.json, docs/BENCHMARKS.md and
+docs/benchmarks.png. Not a test: nothing here passes or fails on a figure;
+the page says which targets were met."""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from podbench import cold_start, hot_path, reaper, report, storm  # noqa: E402
+from podbench.loadgen import wrk  # noqa: E402
+from podbench.profile import cost_per_request, profile_while  # noqa: E402
+from podbench.servers import CONTROLLER, MODULE, REPO, BenchError  # noqa: E402
+from podbench.system import System  # noqa: E402
+
+PHASES = ("hot", "cold", "storm", "reaper")
+STORM_CONTROLLER_FLAGS = ["--kube-qps", "100", "--kube-burst", "200"]
+
+
+def machine():
+    cpu = "unknown"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+
+    def version(command, pick=lambda text: text.split()[-1]):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+            return pick((done.stdout or done.stderr).strip().splitlines()[0])
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    return {
+        "cores": os.cpu_count(), "cpu": cpu, "memory_gib": memory_kib / 2**20,
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": {
+            "nginx": version(["/usr/sbin/nginx", "-v"], lambda t: t.split("/")[-1]),
+            "redis": version(["redis-server", "--version"], lambda t: t.split()[2].split("=")[-1]),
+            "wrk": version(["dpkg-query", "-W", "-f=${Version}", "wrk"]),
+            "lua-nginx-module": version(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-http-lua"]),
+            "uvicorn": version([sys.executable, "-m", "uvicorn", "--version"], lambda t: t.split()[2]),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--runs", type=int, default=5, help="wrk runs per case; the median is reported (%(default)s)")
+    parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run (%(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="wrk warm-up per case, not reported (%(default)s)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (%(default)s)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (%(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of every gateway (%(default)s)")
+    parser.add_argument("--users", type=int, default=10000, help="ready users of the many-users runs (%(default)s)")
+    parser.add_argument("--cold-users", type=int, default=100, help="new users per cold-start case (%(default)s)")
+    parser.add_argument("--start-delay", type=float, default=0.3,
+                        help="kube-sim's container start delay, s (%(default)s)")
+    parser.add_argument("--start-jitter", type=float, default=0.5,
+                        help="up to this much more per pod, drawn at random (%(default)s)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where BENCHMARKS.md goes")
+    parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, configs, profiles)")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: write the page and chart again from a results file")
+    args = parser.parse_args()
+    args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    if args.runs < 3:
+        print("run.py: fewer than 3 runs: the medians are not worth publishing", file=sys.stderr)
+    return args
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def profile_hot_misses(results, gateways, system, args, run_dir):
+    """When the module misses a hot-path target: one more run of case a and
+    of the missing case, each process's CPU time per request (where the
+    extra microseconds go), and perf's hottest functions in the missing
+    case's nginx workers."""
+    profiles = {}
+    for target in report.evaluate({"hot_path": results}):
+        if target["met"] or "case" not in target:
+            continue
+        case, users = target["case"], int(target["users"])
+        title = f"{report.LABELS[case]}, {users} user(s)"
+        if title in profiles:
+            continue
+
+        def groups(name):
+            return {"gateway": gateways[name].worker_pids(), "backend": system.backend.worker_pids(),
+                    "redis": [system.redis.process.pid]}
+
+        def load(name):
+            return lambda: wrk(gateways[name].port, users, args.seconds, args.connections, args.threads)
+        static, static_costs = cost_per_request(groups("static"), load("static"))
+        (measured, costs), reports = profile_while(
+            run_dir / f"perf-{case}-{users}.data", lambda: cost_per_request(groups(case), load(case)),
+            sorts=(("comm", None), ("dso,sym", None)), pids=gateways[case].worker_pids(),
+            label=f"{case} gateway's workers")
+        profiles[title] = {
+            "note": f"One more {args.seconds} s wrk run of case a and of this case ({static['rps']:.0f} and "
+                    f"{measured['rps']:.0f} requests/s), each process's CPU time divided by the requests it "
+                    "served; then `perf record -a` over the second run.",
+            "cost_us": {report.LABELS["static"]: static_costs, report.LABELS[case]: costs},
+            "reports": reports}
+    return profiles
+
+
+def main():
+    args = parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        with tempfile.TemporaryDirectory() as work_dir:
+            publish(results, args.render, args.docs, Path(work_dir))
+        return
+    # SIGTERM (a CI timeout, kill) must stop every server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
+    for path, what in ((MODULE, "the module"), (CONTROLLER, "the controller")):
+        if not path.exists():
+            sys.exit(f"run.py: {what} is not built ({path}): run make first")
+    missing = [tool for tool in ("wrk", "gnuplot", "perf", "kubectl") if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"run.py: missing {', '.join(missing)}: run scripts/install-deps.sh --bench")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_dir = Path(tempfile.mkdtemp(prefix="pod-router-bench-"))
+    run_dir.chmod(0o755)
+    results = {"stamp": stamp, "machine": machine(), "profiles": {},
+               "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "docs", "keep", "phases")},
+                            "phases": args.phases, "cache_ttl": hot_path.CACHE_TTL,
+                            "storm_controller": " ".join(STORM_CONTROLLER_FLAGS)}}
+    log(f"run folder {run_dir}; {results['machine']['cores']} cores, {results['machine']['cpu']}")
+    system = None
+    try:
+        system = System(run_dir, log)
+        if "hot" in args.phases:
+            results["hot_path"], gateways = hot_path.run(system, args, log)
+            results["profiles"].update(profile_hot_misses(results["hot_path"], gateways, system, args, run_dir))
+            for gateway in gateways.values():
+                system.stop_gateway(gateway)
+            system.redis_client().flushall()
+        if "cold" in args.phases or "storm" in args.phases:
+            system.start_cluster("kube-sim", args.start_delay, args.start_jitter)
+            system.start_controller(*STORM_CONTROLLER_FLAGS)
+            if "cold" in args.phases:
+                results["cold_start"] = cold_start.run(system, args, log)
+            if "storm" in args.phases:
+                results["storm"] = storm.run(system, args, log)
+        if "reaper" in args.phases:
+            results["reaper"] = reaper.run(system, log)
+    except BenchError as error:
+        sys.exit(f"run.py: {error} (logs in {run_dir})")
+    finally:
+        if system is not None:
+            system.stop()
+    targets = report.evaluate(results)
+    results["targets"] = targets
+    for name in ("arrivals", "herd"):
+        profile = results.get("storm", {}).get(name, {}).pop("profile", None)
+        if profile and any(not t["met"] and t["target"].startswith(f"storm, {name}: existing") for t in targets):
+            results["profiles"][f"the {name} storm"] = {
+                "note": "perf record -a at 499 Hz for the whole storm; kube-sim (python3) and the storm's "
+                        "clients (python3) run at nice 10.", "reports": profile}
+    json_path = report.write_json(results, args.out, stamp)
+    publish(results, json_path, args.docs, run_dir)
+    if args.keep:
+        log(f"kept {run_dir}")
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def publish(results, json_path, docs, work_dir):
+    """docs/BENCHMARKS.md and docs/benchmarks.png from one run's results."""
+    targets = results["targets"]
+    docs.mkdir(parents=True, exist_ok=True)
+    chart_path = docs / "benchmarks.png"
+    if "hot_path" in results:
+        report.chart(results, chart_path, work_dir)
+    (docs / "BENCHMARKS.md").write_text(report.markdown(results, targets, chart_path.name, json_path.name))
+    log(f"wrote {json_path}, {docs / 'BENCHMARKS.md'}, {chart_path}")
+    for target in targets:
+        print(f"  {'met   ' if target['met'] else 'MISSED'}  {target['target']}: {target['value']}")
+
+
+if __name__ == "__main__":
+    main()
