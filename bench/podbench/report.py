@@ -75,7 +75,7 @@ def chart(results, path, work_dir):
     title = f"pod-router make bench, {machine['cores']} cores, {machine['cpu']}, {results['stamp']}"
     names = [f"{v} user" + ("s" if v != "1" else "") for v in variants]
     script = f"""
-set terminal pngcairo size 1200,900 font ",10"
+set terminal pngcairo size 1200,900 font ",10" noenhanced
 set output "{path}"
 set multiplot layout 2,1 title "{title}"
 set style data histogram
@@ -85,13 +85,15 @@ set boxwidth 0.9
 set xtics rotate by -15 nomirror
 set grid ytics
 set key top right
+set xrange [-0.6:4.6]
 set ylabel "requests/s (median, min-max)"
 set yrange [0:*]
 plot "{data}" using 2:3:4:xtic(1) title "{names[0]}", "" using 7:8:9 title "{names[1]}"
 set style histogram clustered gap 2
 set ylabel "latency, ms (median of runs)"
 set logscale y
-set yrange [*:*]
+set yrange [0.5:*]
+set key top left
 plot "{data}" using 5:xtic(1) title "p50, {names[0]}", "" using 6 title "p99, {names[0]}", \\
      "" using 10 title "p50, {names[1]}", "" using 11 title "p99, {names[1]}"
 unset multiplot
@@ -113,7 +115,8 @@ def markdown(results, targets, chart_name, json_name):
     out = ["# Benchmarks", "",
            "Written by `make bench` (bench/run.py) from the run in "
            f"`bench/results/{json_name}`; every figure below was measured in that one run, on one machine, "
-           "side by side. Do not edit by hand: run `make bench` again.", "",
+           "side by side. Do not edit by hand: run `make bench` again. "
+           "[performance.md](performance.md) reads these figures.", "",
            f"- Machine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_gib']:.0f} GiB, {machine['os']}",
            f"- Software: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
            f"- Load: wrk on loopback, {settings['threads']} threads, {settings['connections']} connections, "
