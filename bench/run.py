@@ -154,7 +154,7 @@ def main():
     log(f"run folder {run_dir}; {results['machine']['cores']} cores, {results['machine']['cpu']}")
     system = None
     try:
-        system = System(run_dir, log)
+        system = System(run_dir)
         if "hot" in args.phases:
             results["hot_path"], gateways = hot_path.run(system, args, log)
             results["profiles"].update(profile_hot_misses(results["hot_path"], gateways, system, args, run_dir))

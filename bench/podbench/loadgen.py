@@ -48,9 +48,9 @@ def wrk(port, users, seconds, connections, threads):
 
 
 class Response:
-    def __init__(self, status, headers, body, first_byte_s, total_s):
+    def __init__(self, status, headers, body, first_byte_s):
         self.status, self.headers, self.body = status, headers, body
-        self.first_byte_s, self.total_s = first_byte_s, total_s
+        self.first_byte_s = first_byte_s
 
 
 async def read_response(reader):
@@ -83,8 +83,8 @@ async def read_response(reader):
 
 
 async def first_request(port, identity, timeout):
-    """One request on a new connection, as a new user's browser sends it:
-    the time to the response's first byte and to its end."""
+    """One request on a new connection, as a new user's browser sends it,
+    read to its end: the response, and the time to its first byte."""
     started = time.monotonic()
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
@@ -92,7 +92,7 @@ async def first_request(port, identity, timeout):
                      "Connection: close\r\n\r\n".encode())
         await writer.drain()
         status, headers, body, arrived = await asyncio.wait_for(read_response(reader), timeout)
-        return Response(status, headers, body, arrived - started, time.monotonic() - started)
+        return Response(status, headers, body, arrived - started)
     finally:
         writer.close()
 
@@ -170,7 +170,7 @@ async def _send(port, identity, delay, outcomes, started):
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as error:
         outcome = type(error).__name__
     outcomes.append({"identity": identity, "outcome": outcome, "done_s": time.monotonic() - started,
-                     "latency_s": time.monotonic() - sent})
+                     "wait_s": time.monotonic() - sent})
 
 
 async def _storm(port, schedule):

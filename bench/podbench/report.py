@@ -182,13 +182,14 @@ def markdown(results, targets, chart_name, json_name):
                 f"process of its own). Without a storm their p50 is {before['p50_ms']:.1f} ms and p99 "
                 f"{before['p99_ms']:.1f} ms. Controller: {results['settings']['storm_controller']}.", "",
                 _row(["Storm", "Requests", "Errors", "Pods created", "Duplicate pods", "All served after s",
-                      "Existing users p50 / p99 ms"]), _row(["---"] * 7)]
+                      "A new user's wait p50 / p99 s", "Existing users p50 / p99 ms"]), _row(["---"] * 8)]
         for name in ("arrivals", "herd"):
             run = storm[name]
             during = run["existing_users_during"]
             out.append(_row([storm["settings"][name], run["requests"],
                              f"{run['errors']}" + (f" ({', '.join(run['error_kinds'])})" if run["errors"] else ""),
                              run["pods_created"], run["duplicate_pods"], f"{run['all_served_s']:.1f}",
+                             f"{run['wait_s']['p50']:.2f} / {run['wait_s']['p99']:.2f}",
                              f"{during['p50_ms']:.1f} / {during['p99_ms']:.1f}"]))
         floor = storm.get("herd_static_floor")
         if floor:

@@ -43,9 +43,8 @@ def lower_priority(pid, niceness=10):
 
 
 class System:
-    def __init__(self, run_dir, log):
+    def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
-        self.log = log
         self.gateways = []
         self.kube = None
         self.controller = None
