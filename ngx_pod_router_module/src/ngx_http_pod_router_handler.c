@@ -24,9 +24,10 @@
 
 /*
  * Ways per set of the per-worker table. Direct-mapped, 10,000 users in the
- * default 16,384 entries left 25% of them sharing a slot with another and
+ * default 16,384 entries leave 25% of them sharing a slot with another and
  * evicting each other on every request (make bench saw the cache save
- * little at 10,000 users); with four ways, 6% find their set full.
+ * little at 10,000 users); with four ways, 6% find their set full (both
+ * figures simulated).
  */
 #define NGX_HTTP_POD_ROUTER_CACHE_WAYS   4
 

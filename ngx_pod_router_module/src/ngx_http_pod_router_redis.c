@@ -603,15 +603,10 @@ ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
     argv[11] = op->touch ? "1" : "0";
     lens[11] = 1;
 
-    if (redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
-                              ngx_http_pod_router_on_route_reply, op, 12,
-                              argv, lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
+                                 ngx_http_pod_router_on_route_reply, op, 12,
+                                 argv, lens)
+           == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -642,15 +637,10 @@ ngx_http_pod_router_send_read(ngx_http_pod_router_ctx_t *ctx,
     argv[5] = "port";
     lens[5] = 4;
 
-    if (redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
-                              ngx_http_pod_router_on_read_reply, op, 6,
-                              argv, lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
+                                 ngx_http_pod_router_on_read_reply, op, 6,
+                                 argv, lens)
+           == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
 
