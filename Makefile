@@ -24,7 +24,7 @@ help:
 	@echo "make test-unit   only the unit tier (no servers); also test-integration"
 	@echo "make test-asan   the tests again under ASan and UBSan (all but the nginx module)"
 	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
-	@echo "make bench       measure against the static-proxy limit, OpenResty and the seed (~20 min;"
+	@echo "make bench       measure against the static-proxy limit, OpenResty and the seed (~15 min;"
 	@echo "                 BENCH_ARGS=--help for options); writes docs/BENCHMARKS.md"
 	@echo "make format      clang-format the C++ sources (format-check: only report)"
 	@echo "make lint        clang-tidy and cppcheck, warnings are errors"
