@@ -141,9 +141,11 @@ def main():
     for path, what in ((MODULE, "the module"), (CONTROLLER, "the controller")):
         if not path.exists():
             sys.exit(f"run.py: {what} is not built ({path}): run make first")
-    missing = [tool for tool in ("wrk", "gnuplot", "perf", "kubectl") if not shutil.which(tool)]
+    missing = [tool for tool in ("wrk", "gnuplot", "perf") if not shutil.which(tool)]
     if missing:
         sys.exit(f"run.py: missing {', '.join(missing)}: run scripts/install-deps.sh --bench")
+    if not shutil.which("kubectl"):
+        sys.exit("run.py: kubectl is not on the PATH (it applies the controller's RBAC to kube-sim)")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_dir = Path(tempfile.mkdtemp(prefix="pod-router-bench-"))
     run_dir.chmod(0o755)

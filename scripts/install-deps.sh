@@ -50,6 +50,7 @@ bench_packages=(
     python3-fastapi python3-uvicorn python3-httpx # the seed's gateway, as its README builds it
     python3-uvloop python3-httptools # uvicorn's fast loop and parser ("uvicorn[standard]")
     gnuplot-nox                     # the chart
+    linux-perf                      # the profile shown when a target is missed
 )
 packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
 
