@@ -71,7 +71,8 @@ static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_find(
     u_char *pod, size_t len);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_slot(
     u_char *pod, size_t len);
-static ngx_uint_t ngx_http_pod_router_touch_due(u_char *pod, size_t len);
+static ngx_uint_t ngx_http_pod_router_touch_due(
+    ngx_http_pod_router_cache_entry_t *entry);
 static void ngx_http_pod_router_active_handler(ngx_event_t *ev);
 
 
@@ -333,7 +334,8 @@ ngx_http_pod_router_start(ngx_http_request_t *r,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            if (ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len)) {
+            /* the entry in hand: one scan of its set per cached request */
+            if (ngx_http_pod_router_touch_due(entry)) {
                 ngx_http_pod_router_redis_touch(ctx->pod, ctx->pod_len);
             }
 
@@ -367,7 +369,8 @@ ngx_http_pod_router_lookup(ngx_http_pod_router_ctx_t *ctx)
 
     prmcf = ngx_http_pod_router_main_conf();
 
-    touch = ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len);
+    touch = ngx_http_pod_router_touch_due(
+                ngx_http_pod_router_cache_slot(ctx->pod, ctx->pod_len));
 
     if (ngx_http_pod_router_redis_route(ctx, touch) != NGX_OK) {
         return NGX_ERROR;
@@ -998,7 +1001,9 @@ ngx_http_pod_router_active_handler(ngx_event_t *ev)
     {
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, active);
 
-        if (ngx_http_pod_router_touch_due(ctx->pod, ctx->pod_len)) {
+        if (ngx_http_pod_router_touch_due(
+                ngx_http_pod_router_cache_slot(ctx->pod, ctx->pod_len)))
+        {
             ngx_http_pod_router_redis_touch(ctx->pod, ctx->pod_len);
         }
     }
@@ -1096,13 +1101,11 @@ ngx_http_pod_router_cache_slot(u_char *pod, size_t len)
 /* whether this worker should report activity for the pod now */
 
 static ngx_uint_t
-ngx_http_pod_router_touch_due(u_char *pod, size_t len)
+ngx_http_pod_router_touch_due(ngx_http_pod_router_cache_entry_t *entry)
 {
-    ngx_http_pod_router_main_conf_t    *prmcf;
-    ngx_http_pod_router_cache_entry_t  *entry;
+    ngx_http_pod_router_main_conf_t  *prmcf;
 
     prmcf = ngx_http_pod_router_main_conf();
-    entry = ngx_http_pod_router_cache_slot(pod, len);
 
     if (entry == NULL) {
         return 1;
