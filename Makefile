@@ -33,13 +33,14 @@ help:
 deps:
 	scripts/install-deps.sh
 
+# scripts/build.sh is also what the Dockerfiles run (--target controller|module).
 $(BUILD_DIR)/CMakeCache.txt:
-	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+	scripts/build.sh --configure-only --build-dir $(BUILD_DIR) -- $(CMAKE_FLAGS)
 
 configure: $(BUILD_DIR)/CMakeCache.txt
 
 build: configure
-	cmake --build $(BUILD_DIR) -j $(JOBS)
+	scripts/build.sh --build-dir $(BUILD_DIR) --jobs $(JOBS)
 
 # CTest runs every tier; its closing summary is the last thing printed.
 test: build

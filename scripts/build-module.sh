@@ -2,7 +2,8 @@
 # Builds ngx_http_pod_router_module.so against Debian's nginx-dev source tree
 # with Debian's own configure flags, so that the packaged nginx can
 # load_module it (--with-compat alone is not enough: the flags decide the
-# layout of nginx's structures).
+# layout of nginx's structures). NGINX_SRC names another tree laid out the
+# same way (scripts/prepare-nginx-src.sh makes one for the ingress-nginx image).
 #
 # nginx's configure takes seconds and rewrites every object's dependencies,
 # so it runs only when its inputs change (recorded in a stamp file); every

@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/install-deps.sh [--bench] [--check] [--list]
+Usage: scripts/install-deps.sh [--bench] [--check] [--list] [IMAGE GROUP...]
 
 Installs what is missing of the packages pod-router needs (Debian 12).
 
@@ -14,19 +14,48 @@ Installs what is missing of the packages pod-router needs (Debian 12).
             seed's gateways it compares against, gnuplot for its chart
   --check   only report what is missing; exit 1 if anything is
   --list    print every package, one per line, and exit
+
+Image groups, for the Dockerfiles: only these packages, instead of the
+machine's whole set.
+
+  --module-build        build the nginx module against Debian's nginx
+  --gateway-runtime     Debian's nginx and what the module loads
+  --controller-build    build pod-router-controller
+  --controller-runtime  what pod-router-controller loads
 EOF
 }
 
-# One group per need, so that a missing package says why it is wanted.
-build_packages=(
-    g++ make cmake pkg-config
-    nginx nginx-dev                 # the packaged nginx, and its source tree + flags for modules
+# One group per need, so that a missing package says why it is wanted. The
+# images install single groups (the options below), so that the machine and
+# the images name each package once.
+toolchain_packages=(g++ make cmake pkg-config)
+core_dev_packages=(
     libjansson-dev libssl-dev       # the shared core: JSON, digests
     libhiredis-dev librabbitmq-dev  # the module and controller: Redis, RabbitMQ
+)
+module_dev_packages=(
+    nginx nginx-dev                 # the packaged nginx, and its source tree + flags for modules
+)
+controller_dev_packages=(
     libcurl4-openssl-dev            # the controller: Kubernetes API
     libyaml-cpp-dev                 # the controller: kubeconfig and pod templates
     libcli11-dev                    # the controller: command line
     libcpp-httplib-dev              # the controller: /healthz, /readyz, /metrics
+)
+build_packages=("${toolchain_packages[@]}" "${core_dev_packages[@]}" "${module_dev_packages[@]}"
+    "${controller_dev_packages[@]}")
+# What the built binaries load, for the images' final stages; tests/images
+# checks these lists against the libraries the binaries need.
+core_runtime_packages=(
+    libjansson4 libssl3 libhiredis0.14 librabbitmq4 libstdc++6
+)
+controller_runtime_packages=(
+    "${core_runtime_packages[@]}"
+    libcurl4 libyaml-cpp0.7 libcpp-httplib0.11
+    ca-certificates                 # libcurl's CA bundle, for API servers with public certificates
+)
+gateway_runtime_packages=(
+    nginx "${core_runtime_packages[@]}"
 )
 stack_packages=(
     redis-server rabbitmq-server
@@ -36,12 +65,14 @@ stack_packages=(
 test_packages=(
     libcmocka-dev
     python3-pytest python3-kubernetes python3-redis python3-pika
+    python3-yaml                    # tests/images reads the CI workflow
     valgrind                        # the gateway tests again under memcheck
 )
 tool_packages=(
     clang-14 libclang-rt-14-dev     # make fuzz (libFuzzer, sanitizers)
     clang-format clang-tidy cppcheck # make format, make lint
     python3-pyflakes                # make test's style tier for the Python code
+    yamllint shellcheck             # ... and for the manifests, the workflow and the scripts
 )
 # Only for make bench: what users would run instead of this module.
 bench_packages=(
@@ -54,17 +85,33 @@ bench_packages=(
 )
 packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
 
-check_only=false
+check_only=false list_only=false bench=false image_packages=()
 while [ $# -gt 0 ]; do
     case "$1" in
-    --bench) packages+=("${bench_packages[@]}") ;;
+    --bench) bench=true ;;
     --check) check_only=true ;;
-    --list) printf '%s\n' "${packages[@]}"; exit 0 ;;
+    --list) list_only=true ;;
+    --module-build)
+        image_packages+=("${toolchain_packages[@]}" "${core_dev_packages[@]}" "${module_dev_packages[@]}") ;;
+    --gateway-runtime) image_packages+=("${gateway_runtime_packages[@]}") ;;
+    --controller-build)
+        image_packages+=("${toolchain_packages[@]}" "${core_dev_packages[@]}" "${controller_dev_packages[@]}") ;;
+    --controller-runtime) image_packages+=("${controller_runtime_packages[@]}") ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install-deps.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+if [ ${#image_packages[@]} -ne 0 ]; then
+    packages=("${image_packages[@]}")
+fi
+if $bench; then
+    packages+=("${bench_packages[@]}")
+fi
+if $list_only; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps.sh: this script needs a Debian-based system (dpkg-query not found)" >&2
@@ -80,7 +127,7 @@ done
 # kubectl is not in Debian 12's archive at a usable version; the machine
 # image brings it. make run applies manifests/ with it and the tests drive
 # it, so say so early.
-if ! command -v kubectl >/dev/null 2>&1; then
+if [ ${#image_packages[@]} -eq 0 ] && ! command -v kubectl >/dev/null 2>&1; then
     echo "install-deps.sh: warning: kubectl is not on the PATH; make run and the tests need kubectl 1.32" >&2
 fi
 
