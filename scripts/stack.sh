@@ -20,7 +20,7 @@
 #   POD_ROUTER_REDIS_PORT        (16379)   POD_ROUTER_AMQP_PORT   (26672; +1, +2 taken too)
 #   POD_ROUTER_KUBE_PORT         (16443)   POD_ROUTER_CONTROLLER_PORT (8081: /metrics)
 #   POD_ROUTER_POD_CIDR          addresses of pods (127.1.0.0/16)
-#   POD_ROUTER_POD_TEMPLATE      the user pod (controller/pod-template.yaml)
+#   POD_ROUTER_POD_TEMPLATE      the user pod (manifests/base/controller/pod-template.yaml)
 #   POD_ROUTER_KUBE_START_DELAY  kube-sim's container start delay in s (1)
 set -euo pipefail
 
@@ -34,7 +34,7 @@ amqp_port=${POD_ROUTER_AMQP_PORT:-26672}
 kube_port=${POD_ROUTER_KUBE_PORT:-16443}
 controller_port=${POD_ROUTER_CONTROLLER_PORT:-8081}
 pod_cidr=${POD_ROUTER_POD_CIDR:-127.1.0.0/16}
-pod_template=${POD_ROUTER_POD_TEMPLATE:-$repo/controller/pod-template.yaml}
+pod_template=${POD_ROUTER_POD_TEMPLATE:-$repo/manifests/base/controller/pod-template.yaml}
 start_delay=${POD_ROUTER_KUBE_START_DELAY:-1}
 controller_bin=${POD_ROUTER_CONTROLLER:-$repo/build/controller/pod-router-controller}
 module=${POD_ROUTER_MODULE:-$repo/build/ngx_http_pod_router_module.so}
@@ -124,14 +124,15 @@ JSON
     # API access at all (the end-to-end tests check for 403).
     launch kube-sim "$repo/scripts/kube-sim/kube-sim" --state-dir "$run_dir/kube-sim" \
         --port "$kube_port" --pod-cidr "$pod_cidr" --start-delay "$start_delay" \
-        --image-map "$run_dir/kube-sim-images.json" \
+        --image-map "$run_dir/kube-sim-images.json" --audit-log "$logs/kube-sim-audit.log" \
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway
     await kube-sim 30 test -f "$kubeconfig"
-    # The namespaces and the controller's RBAC, as a cluster would have them.
-    kubectl --kubeconfig "$kubeconfig" apply -f "$repo/manifests/base/namespaces.yaml" \
-        -f "$repo/manifests/base/controller-rbac.yaml" >>"$logs/kube-sim.log" 2>&1 ||
-        fail "applying manifests/base to kube-sim failed (see $logs/kube-sim.log)"
+    # The namespaces, service accounts and the controller's RBAC, exactly as
+    # a cluster gets them (kustomize overlay "local").
+    kubectl --kubeconfig "$kubeconfig" apply -k "$repo/manifests/overlays/local" \
+        >>"$logs/kube-sim.log" 2>&1 ||
+        fail "applying manifests/overlays/local to kube-sim failed (see $logs/kube-sim.log)"
 }
 
 up_controller() {

@@ -100,10 +100,10 @@ class System:
                        check=True, capture_output=True, timeout=60)
 
     def pod_template(self):
-        """The shipped pod template (controller/pod-template.yaml), readiness
+        """The shipped pod template (manifests/base/controller/pod-template.yaml), readiness
         probe and all, with the backend's image and port."""
-        text = (servers.REPO / "controller" / "pod-template.yaml").read_text()
-        text = text.replace("docker.io/bitnami/apache:2.4", BACKEND_IMAGE)
+        text = (servers.REPO / "manifests" / "base" / "controller" / "pod-template.yaml").read_text()
+        text = text.replace("docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine", BACKEND_IMAGE)
         text = text.replace("containerPort: 8080", f"containerPort: {self.backend_port}")
         path = self.run_dir / "pod-template.yaml"
         path.write_text(text)

@@ -155,7 +155,7 @@ class Stack:
         return subprocess.run([CONTROLLER, "redis-scripts", "--source", name],
                               capture_output=True, check=True, text=True).stdout
 
-    def template(self, image="docker.io/bitnami/apache:2.4", ready_delay=0, name="template.yaml"):
+    def template(self, image="docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine", ready_delay=0, name="template.yaml"):
         path = self.directory / name
         path.write_text(TEMPLATE.format(image=image, ready_delay=ready_delay))
         return path
@@ -284,11 +284,11 @@ def rabbitmq():
 def kube(tmp_path_factory):
     sim = KubeSim(tmp_path_factory.mktemp("kube-sim"), POD_CIDR)
     kube_config.load_kube_config(config_file=str(sim.kubeconfig))
-    # The namespaces and the controller's RBAC exactly as shipped: the
-    # controller runs as that service account in every test.
+    # The namespaces and the controller's RBAC exactly as shipped (the
+    # "local" overlay): the controller runs as that service account in
+    # every test.
     subprocess.run(["kubectl", "--kubeconfig", str(sim.kubeconfig), "apply",
-                    "-f", str(REPO / "manifests" / "base" / "namespaces.yaml"),
-                    "-f", str(REPO / "manifests" / "base" / "controller-rbac.yaml")],
+                    "-k", str(REPO / "manifests" / "overlays" / "local")],
                    check=True, capture_output=True, timeout=60)
     yield sim
     sim.stop()

@@ -1,12 +1,16 @@
 """What operators do to a running stack: change the pod template, reload
 nginx under load; and what the gateway may not do: talk to the API."""
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
 
+import yaml
+
+from conftest import IDLE_TIMEOUT, REPO
 from polling import wait_until
 
 BAD_TEMPLATE = """apiVersion: v1
@@ -115,6 +119,55 @@ spec:
         httpGet: {path: /, port: 8080}
         periodSeconds: 1
 """
+
+
+CONTROLLER_USER = "system:serviceaccount:pod-router-system:pod-router-controller"
+
+
+def granted_to_controller():
+    """(group, resource, verb, namespace) of every rule bound to the
+    controller's service account in the shipped manifests (the local
+    overlay the stack applied)."""
+    rendered = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests" / "overlays" / "local")],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects
+             if o["kind"] == "Role"}
+    granted = set()
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == "pod-router-controller"
+                   for s in binding["subjects"]):
+            continue
+        namespace = binding["metadata"]["namespace"]
+        for rule in roles[(namespace, binding["roleRef"]["name"])]["rules"]:
+            granted |= {(group, resource, verb, namespace) for group in rule["apiGroups"]
+                        for resource in rule["resources"] for verb in rule["verbs"]}
+    return granted
+
+
+def test_the_controller_uses_exactly_the_rbac_it_is_granted(stack):
+    # One user's whole life, so that every kind of request has been made
+    # at least once: the pod created and watched, then reaped.
+    user = "rbac-audit"
+    status, _, _ = stack.get(user)
+    assert status == 200
+    name = stack.pod_name(user)
+    wait_until(lambda: name not in stack.pods(), timeout=IDLE_TIMEOUT + 30, what="the pod reaped")
+
+    used, refused = set(), []
+    for line in (stack.run_dir / "logs" / "kube-sim-audit.log").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["user"] != CONTROLLER_USER:
+            continue
+        resource = entry["resource"] + ("/" + entry["subresource"] if entry["subresource"] else "")
+        key = (entry["group"], resource, entry["verb"], entry["namespace"])
+        if entry["allowed"]:
+            used.add(key)
+        elif resource != "secrets":  # kubectl's probe in test_the_gateway_has_no_api_access
+            refused.append(key)
+    assert refused == []
+    # Nothing granted that the controller never uses, nothing used beyond the grant.
+    assert used == granted_to_controller()
 
 
 def test_a_killed_pod_process_recovers_on_a_new_pod(stack):

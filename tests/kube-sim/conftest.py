@@ -15,6 +15,8 @@ from cluster import KubeSim  # noqa: E402 (needs the path above)
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    sim = KubeSim(tmp_path_factory.mktemp("kube-sim"))
+    state_dir = tmp_path_factory.mktemp("kube-sim")
+    sim = KubeSim(state_dir, "--audit-log", str(state_dir / "audit.log"))
+    sim.audit_path = state_dir / "audit.log"
     yield sim
     assert sim.stop() == 0, sim.log_path.read_text()[-3000:]

@@ -118,3 +118,16 @@ def test_kubectl_reports_forbidden(cluster, rbac):
     result = cluster.kubectl("get", "secrets", "-n", "rbac-users", kubeconfig=rbac, check=False)
     assert result.returncode != 0
     assert f'secrets is forbidden: User "{CONTROLLER}" cannot list resource "secrets"' in result.stderr
+
+
+def test_the_audit_log_records_each_decision(cluster, rbac):
+    cluster.kubectl("get", "secrets", "-n", "rbac-users", kubeconfig=rbac, check=False)
+    cluster.kubectl("get", "pods", "-n", "rbac-users", kubeconfig=rbac)
+    entries = [json.loads(line) for line in cluster.audit_path.read_text().splitlines()]
+    mine = [(e["verb"], e["group"], e["resource"], e["namespace"], e["allowed"])
+            for e in entries if e["user"] == CONTROLLER]
+    assert ("list", "", "secrets", "rbac-users", False) in mine
+    assert ("list", "", "pods", "rbac-users", True) in mine
+    # the admin's requests too; discovery (no resource) is not recorded
+    assert any(e["user"] == "kube-sim-admin" and e["allowed"] for e in entries)
+    assert all(e["resource"] for e in entries)

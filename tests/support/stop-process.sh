@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the fixture scripts: stop_recorded_process PID PIDFILE SECONDS
 # waits for PID to exit (after the caller asked it to), kills it after
 # SECONDS, and removes PIDFILE. The pid is passed in: a server may remove its

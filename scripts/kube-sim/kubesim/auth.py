@@ -10,7 +10,9 @@ system:masters are allowed everything, as in a real cluster.
 
 import csv
 import hmac
+import json
 import secrets
+import threading
 from dataclasses import dataclass
 
 from . import errors, resources
@@ -108,9 +110,34 @@ def _rule_allows(rule, request):
     return not resource_names or request.name in resource_names
 
 
+class AuditLog:
+    """--audit-log FILE: one JSON line per authorization decision on a
+    resource, {"user", "verb", "group", "resource", "subresource",
+    "namespace", "name", "allowed"}, so that a test can compare what a
+    client did with what its RBAC grants. Line-buffered; appends."""
+
+    def __init__(self, path):
+        self._file = open(path, "a", buffering=1, encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def record(self, user, request, allowed):
+        line = json.dumps({"user": user.name, "verb": request.verb, "group": request.rtype.group,
+                           "resource": request.rtype.plural, "subresource": request.subresource,
+                           "namespace": request.namespace, "name": request.name,
+                           "allowed": allowed}, separators=(",", ":"))
+        with self._lock:
+            if not self._file.closed:  # a request still in flight at shutdown
+                self._file.write(line + "\n")
+
+    def close(self):
+        with self._lock:
+            self._file.close()
+
+
 class Authorizer:
-    def __init__(self, store):
+    def __init__(self, store, audit=None):
         self._store = store
+        self._audit = audit
 
     def _rules_of(self, role_ref, namespace):
         kind = role_ref.get("kind")
@@ -151,7 +178,10 @@ class Authorizer:
         return False
 
     def check(self, user, request):
-        if self.allowed(user, request):
+        allowed = self.allowed(user, request)
+        if self._audit is not None and request.rtype is not None:
+            self._audit.record(user, request, allowed)
+        if allowed:
             return
         if request.rtype is None:
             raise errors.forbidden(

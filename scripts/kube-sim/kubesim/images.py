@@ -23,8 +23,8 @@ from pathlib import Path
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 # The seed's demo pod runs "httpd"; pod-router's shipped pod template runs
-# the non-root "bitnami/apache". All serve the demo page.
-DEFAULT_IMAGES = {"httpd": {"demo": True}, "bitnami/apache": {"demo": True},
+# the non-root "nginxinc/nginx-unprivileged". All serve the demo page.
+DEFAULT_IMAGES = {"httpd": {"demo": True}, "nginxinc/nginx-unprivileged": {"demo": True},
                   "kube-sim/demo": {"demo": True}}
 
 

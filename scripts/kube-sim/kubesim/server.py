@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import api, errors, openapi, resources
-from .auth import Authenticator, Authorizer, Request, read_tokens, write_default_tokens
+from .auth import AuditLog, Authenticator, Authorizer, Request, read_tokens, write_default_tokens
 from .images import ImageMap
 from .kubelet import Kubelet
 from .store import Store
@@ -357,6 +357,11 @@ def parse_args(argv):
     parser.add_argument("--bookmark-interval", type=float, default=60.0,
                         help="seconds between BOOKMARK events on watches that allow them "
                              "(default %(default)s, about kube-apiserver's)")
+    parser.add_argument("--audit-log", type=Path, metavar="FILE",
+                        help="append one JSON line per authorization decision on a resource "
+                             "to FILE: {\"user\", \"verb\", \"group\", \"resource\", "
+                             "\"subresource\", \"namespace\", \"name\", \"allowed\"}; "
+                             "default: none written")
     parser.add_argument("--pod-timeline", type=Path, metavar="FILE",
                         help="append one JSON line per pod lifecycle moment to FILE, flushed "
                              "at once: {\"at_ms\", \"event\", \"namespace\", \"name\", "
@@ -419,13 +424,23 @@ def main(argv=None):
 
     from .demo_pod import DemoHost  # imported here: only the kubelet needs it
 
-    timeline = None
-    if args.pod_timeline is not None:
-        try:
+    # The files kube-sim appends to as it runs (--pod-timeline, --audit-log).
+    timeline = audit = None
+
+    def close_records():
+        for record in (timeline, audit):
+            if record is not None:
+                record.close()
+
+    try:
+        if args.pod_timeline is not None:
             timeline = PodTimeline(args.pod_timeline)
-        except OSError as error:
-            print(f"kube-sim: cannot open the pod timeline: {error}", file=sys.stderr)
-            return 2
+        if args.audit_log is not None:
+            audit = AuditLog(args.audit_log)
+    except OSError as error:
+        print(f"kube-sim: cannot open {error.filename}: {error.strerror}", file=sys.stderr)
+        close_records()
+        return 2
     store = Store(history_limit=args.watch_history,
                   observer=None if timeline is None else timeline.observe)
     for namespace in DEFAULT_NAMESPACES:
@@ -441,12 +456,11 @@ def main(argv=None):
     except OSError as error:
         print(f"kube-sim: cannot listen on {args.address}:{args.port}: {error}", file=sys.stderr)
         demo_host.stop()
-        if timeline is not None:
-            timeline.close()
+        close_records()
         return 1
     server.authenticator = Authenticator(users)
     server.faults = Faults()
-    server.authorizer = Authorizer(store)
+    server.authorizer = Authorizer(store, audit)
     server.kubelet = kubelet
     server.api = api.Api(store, server.authorizer, kubelet, args.bookmark_interval)
     kubelet.start()
@@ -483,8 +497,7 @@ def main(argv=None):
         demo_host.stop()
         server.server_close()
         store.wake_watchers()
-        if timeline is not None:
-            timeline.close()
+        close_records()
         log.info("stopped")
     return 0
 
