@@ -6,8 +6,11 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "pod_router/creation_event.hpp"
+#include "pod_router/identity_token.hpp"
 #include "pod_router/pod_name.hpp"
 #include "pod_router/redis_schema.hpp"
 
@@ -16,8 +19,16 @@ static_assert(pod_router::kDefaultMaxIdentityBytes == PR_DEFAULT_MAX_IDENTITY_BY
 static_assert(pod_router::kMaxIdentityBytesLimit == PR_MAX_IDENTITY_BYTES_LIMIT);
 static_assert(pod_router::kPodNameMaxLength + 1 == PR_POD_NAME_SIZE);
 
+static_assert(pod_router::kTokenMaxSecrets == PR_TOKEN_MAX_SECRETS);
+static_assert(pod_router::kTokenMinSecretBytes == PR_TOKEN_MIN_SECRET_BYTES);
+static_assert(pod_router::kTokenMaxBytes == PR_TOKEN_MAX_BYTES);
+
 struct pr_naming_s {
     pod_router::NamingPolicy policy;
+};
+
+struct pr_token_keys_s {
+    pod_router::TokenKeys keys;
 };
 
 namespace {
@@ -310,6 +321,98 @@ pr_status_t pr_creation_event_encode(const pr_naming_t *naming, const char *iden
         return report_internal("out of memory", err, err_size);
     } catch (...) {
         return report_internal("unexpected error encoding a creation event", err, err_size);
+    }
+}
+
+pr_status_t pr_token_keys_create(const char *const *secrets, const size_t *secret_lens,
+                                 size_t count, pr_token_keys_t **keys, char *err, size_t err_size) {
+    if (keys == nullptr || (count > 0 && (secrets == nullptr || secret_lens == nullptr))) {
+        return report_internal("pr_token_keys_create: missing argument", err, err_size);
+    }
+    *keys = nullptr;
+    try {
+        std::vector<std::string> owned_secrets;
+        for (std::size_t i = 0; i < count; ++i) {
+            owned_secrets.emplace_back(view(secrets[i], secret_lens[i]));
+        }
+        auto created = pod_router::TokenKeys::create(std::move(owned_secrets));
+        if (!created) {
+            return report(created.error(), err, err_size);
+        }
+        auto owned = std::make_unique<pr_token_keys_s>(pr_token_keys_s{std::move(created).value()});
+        *keys = owned.release(); // the caller owns it until pr_token_keys_destroy()
+        return PR_OK;
+    } catch (const std::bad_alloc &) {
+        return report_internal("out of memory", err, err_size);
+    } catch (...) {
+        return report_internal("unexpected error loading the identity secrets", err, err_size);
+    }
+}
+
+void pr_token_keys_destroy(pr_token_keys_t *keys) {
+    std::unique_ptr<pr_token_keys_s> owned(keys);
+}
+
+pr_token_check_t pr_token_verify(const pr_token_keys_t *keys, const char *token, size_t token_len,
+                                 int64_t now, int64_t skew, char *identity, size_t identity_size,
+                                 size_t *identity_len) {
+    if (keys == nullptr || identity == nullptr || identity_len == nullptr) {
+        return PR_TOKEN_MALFORMED;
+    }
+    try {
+        std::string verified;
+        switch (keys->keys.verify(view(token, token_len), now, skew, verified)) {
+        case pod_router::TokenCheck::kValid:
+            if (verified.size() > identity_size) {
+                return PR_TOKEN_MALFORMED;
+            }
+            std::memcpy(identity, verified.data(), verified.size());
+            *identity_len = verified.size();
+            return PR_TOKEN_VALID;
+        case pod_router::TokenCheck::kExpired:
+            return PR_TOKEN_EXPIRED;
+        case pod_router::TokenCheck::kForged:
+            return PR_TOKEN_FORGED;
+        case pod_router::TokenCheck::kMalformed:
+            break;
+        }
+        return PR_TOKEN_MALFORMED;
+    } catch (...) {
+        // Out of memory: the request is refused, never let through.
+        return PR_TOKEN_MALFORMED;
+    }
+}
+
+const char *pr_token_check_name(pr_token_check_t check) {
+    switch (check) {
+    case PR_TOKEN_VALID:
+        return pod_router::token_check_name(pod_router::TokenCheck::kValid);
+    case PR_TOKEN_MALFORMED:
+        return pod_router::token_check_name(pod_router::TokenCheck::kMalformed);
+    case PR_TOKEN_FORGED:
+        return pod_router::token_check_name(pod_router::TokenCheck::kForged);
+    case PR_TOKEN_EXPIRED:
+        return pod_router::token_check_name(pod_router::TokenCheck::kExpired);
+    }
+    return "unknown";
+}
+
+pr_status_t pr_token_sign(const pr_token_keys_t *keys, const char *identity, size_t identity_len,
+                          int64_t expiry, char *out, size_t out_size, size_t *out_len, char *err,
+                          size_t err_size) {
+    if (keys == nullptr) {
+        return report_internal("pr_token_sign: no keys", err, err_size);
+    }
+    try {
+        auto token = keys->keys.sign(view(identity, identity_len), expiry);
+        if (!token) {
+            return report(token.error(), err, err_size);
+        }
+        return copy_out(token.value(), out, out_size, out_len);
+    } catch (const std::bad_alloc &) {
+        return report_internal("out of memory", err, err_size);
+    } catch (...) {
+        return report_internal("unexpected error signing a token", err, err_size);
     }
 }
 

@@ -1,5 +1,6 @@
 // pod-router-controller: the command line. Each subcommand lives in its own
 // file; this one only parses flags and maps outcomes to exit codes.
+#include <chrono>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -29,8 +30,8 @@ void add_naming_flags(CLI::App &command, pod_router::controller::NamingOptions &
 int run(int argc, char **argv) {
     CLI::App app{"pod-router-controller: creates a Kubernetes pod for each user on demand, "
                  "and reaps idle ones.\n`run` is the controller itself; the other subcommands "
-                 "answer questions from the shared naming and Redis schema rules without "
-                 "touching any server.",
+                 "answer questions from the shared naming and Redis schema rules, or sign "
+                 "identity tokens, without touching any server.",
                  "pod-router-controller"};
     app.set_version_flag("--version", std::string("pod-router-controller ") + POD_ROUTER_VERSION);
     app.require_subcommand(1);
@@ -72,6 +73,20 @@ int run(int argc, char **argv) {
         "redis-scripts", "List the Redis Lua scripts with their SHA1, KEYS and ARGV");
     scripts->add_option("--source", script_name, "Print the Lua source of the named script");
 
+    pod_router::controller::SignOptions sign_options;
+    CLI::App *sign = app.add_subcommand(
+        "sign", "Print a signed identity token for each identity, for the gateway's "
+                "pod_router_identity_secret mode (tests, demos, an authenticating proxy)");
+    add_naming_flags(*sign, naming);
+    sign->add_option("--secret-file", sign_options.secret_file,
+                     "File holding the secret (at least 32 bytes): the first of the gateway's "
+                     "pod_router_identity_secret files")
+        ->required();
+    sign->add_option("--ttl", sign_options.ttl, "How long the token is valid, such as 15m or 1h")
+        ->capture_default_str();
+    sign->add_option("identity", sign_options.identities, "One or more user identities")
+        ->required();
+
     CLI11_PARSE(app, argc, argv);
 
     if (run_command->parsed()) {
@@ -89,6 +104,13 @@ int run(int argc, char **argv) {
     }
     if (check_event->parsed()) {
         return pod_router::controller::check_creation_event(naming, event_path, std::cin, std::cout,
+                                                            std::cerr);
+    }
+    if (sign->parsed()) {
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        return pod_router::controller::sign_identity_tokens(naming, sign_options, now, std::cout,
                                                             std::cerr);
     }
     if (scripts->parsed()) {

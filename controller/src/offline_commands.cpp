@@ -7,8 +7,10 @@
 #include <sstream>
 
 #include "pod_router/creation_event.hpp"
+#include "pod_router/identity_token.hpp"
 #include "pod_router/pod_name.hpp"
 #include "pod_router/redis_schema.hpp"
+#include "run/settings.hpp"
 
 namespace pod_router::controller {
 namespace {
@@ -106,6 +108,49 @@ int print_redis_scripts(const std::string &source_of, std::ostream &out, std::os
         return kExitUsage;
     }
     return kExitOk;
+}
+
+int sign_identity_tokens(const NamingOptions &naming, const SignOptions &options,
+                         long long now_seconds, std::ostream &out, std::ostream &err) {
+    const auto ttl = parse_duration(options.ttl);
+    if (!ttl || ttl->count() < 1000) {
+        err << "pod-router-controller sign: --ttl must be a duration of at least 1s, such as "
+               "90s, 15m or 1h\n";
+        return kExitUsage;
+    }
+    std::ifstream file(options.secret_file, std::ios::binary);
+    if (!file) {
+        err << "pod-router-controller sign: cannot read the secret file " << options.secret_file
+            << "\n";
+        return kExitUsage;
+    }
+    Expected<TokenKeys> keys = TokenKeys::create(
+        {std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>())});
+    if (!keys) {
+        err << "pod-router-controller sign: " << keys.error().message << "\n";
+        return kExitUsage;
+    }
+    Expected<NamingPolicy> policy = make_policy(naming);
+    if (!policy) {
+        err << "pod-router-controller sign: " << policy.error().message << "\n";
+        return kExitUsage;
+    }
+    const long long expiry = now_seconds + ttl->count() / 1000;
+    int status = kExitOk;
+    for (const std::string &identity : options.identities) {
+        // A token the gateway would then refuse with 400 helps no one.
+        Expected<std::string> name = policy.value().pod_name(identity);
+        Expected<std::string> token =
+            name ? keys.value().sign(identity, expiry) : Expected<std::string>(name.error());
+        if (token) {
+            out << token.value() << "\n";
+        } else {
+            err << "pod-router-controller sign: \"" << escape_for_terminal(identity)
+                << "\": " << token.error().message << "\n";
+            status = kExitInvalidInput;
+        }
+    }
+    return status;
 }
 
 } // namespace pod_router::controller

@@ -22,4 +22,14 @@ int check_creation_event(const NamingOptions &naming, const std::string &path, s
                          std::ostream &out, std::ostream &err);
 int print_redis_scripts(const std::string &source_of, std::ostream &out, std::ostream &err);
 
+struct SignOptions {
+    std::string secret_file; // the gateway's current (first) secret
+    std::string ttl = "1h";
+    std::vector<std::string> identities;
+};
+// One signed identity token per identity (docs/security.md), for tests,
+// demos and an authenticating proxy's scripts; now_seconds is Unix time.
+int sign_identity_tokens(const NamingOptions &naming, const SignOptions &options,
+                         long long now_seconds, std::ostream &out, std::ostream &err);
+
 } // namespace pod_router::controller

@@ -1,8 +1,12 @@
 """pod-router-controller's offline subcommands, run as an operator would."""
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -20,7 +24,7 @@ def run(*args, stdin=None):
 def test_help_lists_every_subcommand():
     result = run("--help")
     assert result.returncode == 0
-    for word in (b"pod-name", b"check-event", b"redis-scripts", b"--version"):
+    for word in (b"pod-name", b"check-event", b"redis-scripts", b"sign", b"--version"):
         assert word in result.stdout
 
 
@@ -104,3 +108,44 @@ def test_redis_scripts_are_listed_and_printable():
     assert b"redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])" in source.stdout
     unknown = run("redis-scripts", "--source", "nope")
     assert unknown.returncode == 2
+
+
+# sign: checked against an independent implementation of the token format
+# (docs/security.md), as the gateway's tests mint theirs.
+def verify_token(token, secret):
+    def unb64(text):
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    version, identity, expiry, mac = token.split(".")
+    expected = hmac.new(secret, f"{version}.{identity}.{expiry}".encode(), hashlib.sha256).digest()
+    assert version == "v1" and hmac.compare_digest(unb64(mac), expected)
+    return unb64(identity).decode(), int(expiry)
+
+
+def test_sign_prints_one_verifiable_token_per_identity(tmp_path):
+    secret = b"0123456789abcdef" * 4
+    (tmp_path / "secret").write_bytes(secret + b"\n")
+    before = int(time.time())
+    result = run("sign", "--secret-file", str(tmp_path / "secret"), "--ttl", "15m", "alice",
+                 "Zo\u00eb")
+    assert result.returncode == 0, result.stderr
+    tokens = result.stdout.decode().split()
+    claims = [verify_token(t, secret) for t in tokens]
+    assert [identity for identity, _ in claims] == ["alice", "Zo\u00eb"]
+    for _, expiry in claims:
+        assert before + 900 <= expiry <= int(time.time()) + 900
+
+
+@pytest.mark.parametrize("secret, args, message", [
+    (b"short\n", ["alice"], b"at least 32 bytes"),
+    (b"k" * 40, ["--ttl", "0s", "alice"], b"--ttl"),
+    (b"k" * 40, ["--ttl", "soon", "alice"], b"--ttl"),
+    (b"k" * 40, [""], b"identity is empty"),
+    (None, ["alice"], b"cannot read the secret file"),
+])
+def test_sign_refuses_bad_input_clearly(tmp_path, secret, args, message):
+    if secret is not None:
+        (tmp_path / "secret").write_bytes(secret)
+    result = run("sign", "--secret-file", str(tmp_path / "secret"), *args)
+    assert result.returncode != 0 and result.stdout == b""
+    assert message in result.stderr

@@ -132,6 +132,45 @@ pr_status_t pr_creation_event_encode(const pr_naming_t *naming,
     size_t request_id_len, int64_t timestamp_ms, char *out, size_t out_size,
     size_t *out_len, char *err, size_t err_size);
 
+/* Signed identity tokens (identity_token.hpp, docs/security.md). */
+
+#define PR_TOKEN_MAX_SECRETS 2
+#define PR_TOKEN_MIN_SECRET_BYTES 32
+/* Longer tokens are malformed without being decoded. */
+#define PR_TOKEN_MAX_BYTES 5600
+
+typedef enum {
+    PR_TOKEN_VALID = 0,
+    PR_TOKEN_MALFORMED,
+    PR_TOKEN_FORGED,
+    PR_TOKEN_EXPIRED
+} pr_token_check_t;
+
+typedef struct pr_token_keys_s pr_token_keys_t;
+
+/* secrets[i] / secret_lens[i]: the file contents (one trailing newline is
+ * dropped); count is 1 or 2; the first signs. */
+pr_status_t pr_token_keys_create(const char *const *secrets,
+    const size_t *secret_lens, size_t count, pr_token_keys_t **keys,
+    char *err, size_t err_size);
+void pr_token_keys_destroy(pr_token_keys_t *keys);
+
+/* now and skew in seconds. On PR_TOKEN_VALID writes the identity (not
+ * NUL-terminated) into identity and its length into *identity_len;
+ * identity_size of PR_MAX_IDENTITY_BYTES_LIMIT is enough. A valid token
+ * whose identity does not fit is PR_TOKEN_MALFORMED. */
+pr_token_check_t pr_token_verify(const pr_token_keys_t *keys,
+    const char *token, size_t token_len, int64_t now, int64_t skew,
+    char *identity, size_t identity_size, size_t *identity_len);
+const char *pr_token_check_name(pr_token_check_t check);
+
+/* A token for identity expiring at expiry (Unix seconds), signed with the
+ * first secret; PR_BUFFER_TOO_SMALL unless out_size > PR_TOKEN_MAX_BYTES
+ * or the token fits. */
+pr_status_t pr_token_sign(const pr_token_keys_t *keys, const char *identity,
+    size_t identity_len, int64_t expiry, char *out, size_t out_size,
+    size_t *out_len, char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif
