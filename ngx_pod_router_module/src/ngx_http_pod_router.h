@@ -3,7 +3,9 @@
  * Types and cross-file prototypes of ngx_http_pod_router_module, grouped by
  * the file that defines them. A request's journey:
  *
- *   ngx_http_pod_router_handler.c   identity, route decision, parking, waking
+ *   ngx_http_pod_router_identity.c  whose request it is (trusted proxies,
+ *                                   signed tokens); what the pod gets of it
+ *   ngx_http_pod_router_handler.c   route decision, parking, waking
  *   ngx_http_pod_router_redis.c     hiredis on nginx's event loop, pub/sub
  *   ngx_http_pod_router_amqp.c      publishing creation events in a thread pool
  *   ngx_http_pod_router_upstream.c  the pod as an upstream peer; variables
@@ -46,8 +48,27 @@ typedef enum {
     NGX_HTTP_POD_ROUTER_BAD_IDENTITY,
     NGX_HTTP_POD_ROUTER_FORBIDDEN,
     NGX_HTTP_POD_ROUTER_CONFLICT,
+    NGX_HTTP_POD_ROUTER_INVALID_TOKEN,
+    NGX_HTTP_POD_ROUTER_UNTRUSTED,
     NGX_HTTP_POD_ROUTER_OUTCOMES
 } ngx_http_pod_router_outcome_e;
+
+
+/* why an identity was refused: pod_router_identity_rejected_total{reason} */
+typedef enum {
+    NGX_HTTP_POD_ROUTER_REJECT_MISSING = 0,
+    NGX_HTTP_POD_ROUTER_REJECT_MALFORMED,
+    NGX_HTTP_POD_ROUTER_REJECT_FORGED,
+    NGX_HTTP_POD_ROUTER_REJECT_EXPIRED,
+    NGX_HTTP_POD_ROUTER_REJECT_UNTRUSTED,
+    NGX_HTTP_POD_ROUTER_REJECTS
+} ngx_http_pod_router_reject_e;
+
+
+/* what pod_router_identity is: what pod_router_strip_identity removes */
+#define NGX_HTTP_POD_ROUTER_SOURCE_OTHER    0
+#define NGX_HTTP_POD_ROUTER_SOURCE_HEADER   1   /* exactly $http_NAME */
+#define NGX_HTTP_POD_ROUTER_SOURCE_COOKIE   2   /* exactly $cookie_NAME */
 
 
 typedef struct {
@@ -98,6 +119,15 @@ typedef struct {
     ngx_msec_t                  wait_timeout;
     ngx_uint_t                  missing_identity_status;
     ngx_uint_t                  wait_mode;
+
+    pr_token_keys_t            *identity_keys;      /* signed mode, or NULL */
+    time_t                      identity_skew;
+    ngx_array_t                *trusted_proxies;    /* of ngx_cidr_t */
+    ngx_flag_t                  strip_identity;
+    ngx_uint_t                  identity_source;
+    ngx_str_t                   identity_name;      /* lower case */
+    pr_token_keys_t            *pass_keys;          /* for the pod, or NULL */
+    time_t                      pass_ttl;
 } ngx_http_pod_router_loc_conf_t;
 
 
@@ -127,9 +157,12 @@ typedef struct {
     ngx_queue_t                 active;
     ngx_msec_t                  proxied_at;
 
+    ngx_str_t                   pass_token;         /* X-Pod-Router-Identity */
+
     unsigned                    parked:1;
     unsigned                    in_waiting_queue:1;
     unsigned                    in_active_queue:1;
+    unsigned                    upstream_headers:1; /* rewritten for the pod */
 } ngx_http_pod_router_ctx_t;
 
 
@@ -160,6 +193,16 @@ extern ngx_module_t  ngx_http_pod_router_module;
 /* ngx_http_pod_router_module.c */
 ngx_http_pod_router_main_conf_t *ngx_http_pod_router_main_conf(void);
 
+/* ngx_http_pod_router_identity.c */
+ngx_int_t ngx_http_pod_router_identity(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx, ngx_str_t *identity);
+ngx_int_t ngx_http_pod_router_upstream_headers(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx);
+ngx_int_t ngx_http_pod_router_pass_token(ngx_http_request_t *r,
+    ngx_http_pod_router_ctx_t *ctx);
+ngx_int_t ngx_http_pod_router_identity_source(ngx_conf_t *cf,
+    ngx_http_pod_router_loc_conf_t *prlcf);
+
 /* ngx_http_pod_router_handler.c */
 ngx_int_t ngx_http_pod_router_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pod_router_request_id(ngx_http_pod_router_ctx_t *ctx);
@@ -174,6 +217,9 @@ void ngx_http_pod_router_handler_init_worker(ngx_cycle_t *cycle);
 void ngx_http_pod_router_handler_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_pod_router_send_buffer(ngx_http_request_t *r,
     ngx_uint_t status, char *content_type, ngx_buf_t *b);
+ngx_int_t ngx_http_pod_router_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *text);
+ngx_int_t ngx_http_pod_router_respond(ngx_http_request_t *r, ngx_int_t rc);
 ngx_http_pod_router_op_t *ngx_http_pod_router_op_get(
     ngx_http_pod_router_ctx_t *ctx, ngx_uint_t kind);
 void ngx_http_pod_router_op_free(ngx_http_pod_router_op_t *op);
@@ -211,7 +257,9 @@ typedef enum {
     NGX_HTTP_POD_ROUTER_M_WAIT_COUNT,
     NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS,
     NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS,
-    NGX_HTTP_POD_ROUTER_M_COUNT = NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + 10
+    NGX_HTTP_POD_ROUTER_M_REJECTED = NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + 10,
+    NGX_HTTP_POD_ROUTER_M_COUNT = NGX_HTTP_POD_ROUTER_M_REJECTED
+                                  + NGX_HTTP_POD_ROUTER_REJECTS
 } ngx_http_pod_router_metric_e;
 
 ngx_int_t ngx_http_pod_router_metrics_init_zone(ngx_shm_zone_t *shm_zone,

@@ -3,9 +3,10 @@
  * A request's journey through pod_router, in the precontent phase (after
  * access checks, so "satisfy any" and allow/deny keep their meaning):
  *
- *   identity -> pod name -> cache? -> Redis "route" ->
+ *   identity (_identity.c) -> pod name -> cache? -> Redis "route" ->
  *     ready:          check the allow-list, hand the address to the
- *                     balancer or $pod_router_upstream, let proxy_pass run;
+ *                     balancer or $pod_router_upstream, rewrite the headers
+ *                     the pod gets (_identity.c), let proxy_pass run;
  *     create:         publish the creation event (thread pool), then park;
  *     pending/terminating: park;
  *     failed:         502 with the controller's reason.
@@ -59,12 +60,8 @@ static void ngx_http_pod_router_recheck_handler(ngx_event_t *ev);
 static void ngx_http_pod_router_cleanup_request(void *data);
 static ngx_int_t ngx_http_pod_router_set_peer(ngx_http_pod_router_ctx_t *ctx,
     struct sockaddr *sockaddr, socklen_t socklen);
-static ngx_int_t ngx_http_pod_router_send_text(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *text);
 static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pod_router_retry_after(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pod_router_respond(ngx_http_request_t *r,
-    ngx_int_t rc);
 static void ngx_http_pod_router_watch_client(ngx_http_request_t *r);
 static void ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_find(
@@ -220,6 +217,14 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
     switch (ctx->phase) {
 
     case NGX_HTTP_POD_ROUTER_PHASE_PROXY:
+        if (!ctx->upstream_headers) {
+            if (ngx_http_pod_router_upstream_headers(r, ctx) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->upstream_headers = 1;
+        }
+
         return NGX_DECLINED;
 
     case NGX_HTTP_POD_ROUTER_PHASE_FINAL:
@@ -251,29 +256,28 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * NGX_AGAIN: go on as ctx->phase says (proxy, or wait for Redis); anything
+ * else is the request's answer.
+ */
+
 static ngx_int_t
 ngx_http_pod_router_start(ngx_http_request_t *r,
     ngx_http_pod_router_ctx_t *ctx)
 {
     u_char                             err[PR_ERROR_SIZE];
+    ngx_int_t                          ret;
     ngx_str_t                          identity, text;
     pr_status_t                        rc;
     ngx_pool_cleanup_t                *cln;
-    ngx_http_pod_router_loc_conf_t    *prlcf;
     ngx_http_pod_router_main_conf_t   *prmcf;
     ngx_http_pod_router_cache_entry_t *entry;
 
-    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
     prmcf = ngx_http_pod_router_main_conf();
 
-    if (ngx_http_complex_value(r, prlcf->identity, &identity) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (identity.len == 0) {
-        ctx->outcome = NGX_HTTP_POD_ROUTER_NO_IDENTITY;
-        ngx_http_pod_router_count(ctx->outcome, 1);
-        return prlcf->missing_identity_status;
+    ret = ngx_http_pod_router_identity(r, ctx, &identity);
+    if (ret != NGX_OK) {
+        return ret;
     }
 
     rc = pr_pod_name(prmcf->naming, (char *) identity.data, identity.len,
@@ -342,7 +346,7 @@ ngx_http_pod_router_start(ngx_http_request_t *r,
             ctx->outcome = NGX_HTTP_POD_ROUTER_CACHE_HIT;
             ngx_http_pod_router_count(ctx->outcome, 1);
             ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_PROXY;
-            return NGX_DECLINED;
+            return NGX_AGAIN;
         }
 
         ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_CACHE_MISSES, 1);
@@ -1131,7 +1135,7 @@ ngx_http_pod_router_touch_due(ngx_http_pod_router_cache_entry_t *entry)
  * phase engine would run the content phase (proxy_pass) after it.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_pod_router_respond(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_finalize_request(r, rc);
@@ -1157,7 +1161,7 @@ ngx_http_pod_router_retry_after(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_pod_router_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *text)
 {

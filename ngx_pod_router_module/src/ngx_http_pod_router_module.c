@@ -29,13 +29,22 @@ static char *ngx_http_pod_router_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pod_router_amqp(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_pod_router_allow_cidr(ngx_conf_t *cf,
+static char *ngx_http_pod_router_set_cidr_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_pod_router_identity_secret(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_pod_router_pass_identity(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static pr_token_keys_t *ngx_http_pod_router_token_keys(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *paths, ngx_uint_t n);
+static ngx_int_t ngx_http_pod_router_read_file(ngx_conf_t *cf,
+    ngx_str_t *path, ngx_str_t *content);
 static char *ngx_http_pod_router_check_status(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_int_t ngx_http_pod_router_read_secret(ngx_conf_t *cf,
     ngx_str_t *path, ngx_str_t *secret);
 static void ngx_http_pod_router_cleanup_naming(void *data);
+static void ngx_http_pod_router_cleanup_token_keys(void *data);
 
 
 static ngx_conf_post_handler_pt  ngx_http_pod_router_identity_length_p =
@@ -70,7 +79,42 @@ static ngx_command_t  ngx_http_pod_router_commands[] = {
 
     { ngx_string("pod_router_allow_cidr"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_pod_router_allow_cidr,
+      ngx_http_pod_router_set_cidr_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pod_router_loc_conf_t, allow_cidrs),
+      NULL },
+
+    { ngx_string("pod_router_identity_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_pod_router_identity_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pod_router_identity_skew"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pod_router_loc_conf_t, identity_skew),
+      NULL },
+
+    { ngx_string("pod_router_trusted_proxies"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_pod_router_set_cidr_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pod_router_loc_conf_t, trusted_proxies),
+      NULL },
+
+    { ngx_string("pod_router_strip_identity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pod_router_loc_conf_t, strip_identity),
+      NULL },
+
+    { ngx_string("pod_router_pass_identity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_pod_router_pass_identity,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -466,6 +510,8 @@ ngx_http_pod_router_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     prlcf->identity = NULL;
+     *     prlcf->identity_source = NGX_HTTP_POD_ROUTER_SOURCE_OTHER;
+     *     prlcf->identity_name = { 0, NULL };
      */
 
     prlcf->enable = NGX_CONF_UNSET;
@@ -473,6 +519,12 @@ ngx_http_pod_router_create_loc_conf(ngx_conf_t *cf)
     prlcf->wait_timeout = NGX_CONF_UNSET_MSEC;
     prlcf->missing_identity_status = NGX_CONF_UNSET_UINT;
     prlcf->wait_mode = NGX_CONF_UNSET_UINT;
+    prlcf->identity_keys = NGX_CONF_UNSET_PTR;
+    prlcf->identity_skew = NGX_CONF_UNSET;
+    prlcf->trusted_proxies = NGX_CONF_UNSET_PTR;
+    prlcf->strip_identity = NGX_CONF_UNSET;
+    prlcf->pass_keys = NGX_CONF_UNSET_PTR;
+    prlcf->pass_ttl = NGX_CONF_UNSET;
 
     return prlcf;
 }
@@ -494,9 +546,20 @@ ngx_http_pod_router_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_UNAUTHORIZED);
     ngx_conf_merge_uint_value(conf->wait_mode, prev->wait_mode,
                               NGX_HTTP_POD_ROUTER_WAIT_HOLD);
+    ngx_conf_merge_ptr_value(conf->identity_keys, prev->identity_keys, NULL);
+    ngx_conf_merge_sec_value(conf->identity_skew, prev->identity_skew, 30);
+    ngx_conf_merge_ptr_value(conf->trusted_proxies, prev->trusted_proxies,
+                             NULL);
+    ngx_conf_merge_value(conf->strip_identity, prev->strip_identity, 1);
+    ngx_conf_merge_ptr_value(conf->pass_keys, prev->pass_keys, NULL);
+    ngx_conf_merge_sec_value(conf->pass_ttl, prev->pass_ttl, 60);
 
     if (conf->identity == NULL) {
         conf->identity = prev->identity;
+    }
+
+    if (ngx_http_pod_router_identity_source(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (!conf->enable) {
@@ -969,27 +1032,29 @@ ngx_http_pod_router_read_secret(ngx_conf_t *cf, ngx_str_t *path,
 
 
 static char *
-ngx_http_pod_router_allow_cidr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_pod_router_set_cidr_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
-    ngx_http_pod_router_loc_conf_t *prlcf = conf;
+    char  *p = conf;
 
-    ngx_int_t    rc;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
-    ngx_cidr_t  *cidr;
+    ngx_int_t     rc;
+    ngx_str_t    *value;
+    ngx_uint_t    i;
+    ngx_cidr_t   *cidr;
+    ngx_array_t **cidrs;
 
+    cidrs = (ngx_array_t **) (p + cmd->offset);
     value = cf->args->elts;
 
-    if (prlcf->allow_cidrs == NGX_CONF_UNSET_PTR) {
-        prlcf->allow_cidrs = ngx_array_create(cf->pool, 4,
-                                              sizeof(ngx_cidr_t));
-        if (prlcf->allow_cidrs == NULL) {
+    if (*cidrs == NGX_CONF_UNSET_PTR) {
+        *cidrs = ngx_array_create(cf->pool, 4, sizeof(ngx_cidr_t));
+        if (*cidrs == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
-        cidr = ngx_array_push(prlcf->allow_cidrs);
+        cidr = ngx_array_push(*cidrs);
         if (cidr == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -1015,8 +1080,268 @@ ngx_http_pod_router_allow_cidr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_pod_router_identity_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pod_router_loc_conf_t *prlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (prlcf->identity_keys != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* the first secret is the current one; a second is for rotation */
+    prlcf->identity_keys = ngx_http_pod_router_token_keys(cf, cmd, &value[1],
+                                                    cf->args->nelts - 1);
+    if (prlcf->identity_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pod_router_pass_identity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pod_router_loc_conf_t *prlcf = conf;
+
+    ngx_str_t   *value, v, secret_file;
+    ngx_uint_t   i;
+
+    if (prlcf->pass_keys != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        prlcf->pass_keys = NULL;
+        return NGX_CONF_OK;
+    }
+
+    ngx_str_null(&secret_file);
+    prlcf->pass_ttl = 60;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_pod_router_param(&value[i], "secret_file", &v)
+            && v.len)
+        {
+            secret_file = v;
+
+        } else if (ngx_http_pod_router_param(&value[i], "ttl", &v)) {
+            prlcf->pass_ttl = ngx_parse_time(&v, 1);
+            if (prlcf->pass_ttl == (time_t) NGX_ERROR
+                || prlcf->pass_ttl == 0)
+            {
+                goto invalid;
+            }
+
+        } else {
+            goto invalid;
+        }
+    }
+
+    if (secret_file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs secret_file=", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    prlcf->pass_keys = ngx_http_pod_router_token_keys(cf, cmd, &secret_file,
+                                                      1);
+    if (prlcf->pass_keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\" directive",
+                       &value[i], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * Keys from secret files, read here once: never in a worker's event loop.
+ * Each file is checked alone first, so that the error names it.
+ */
+
+static pr_token_keys_t *
+ngx_http_pod_router_token_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *paths, ngx_uint_t n)
+{
+    u_char               err[PR_ERROR_SIZE];
+    size_t               lens[PR_TOKEN_MAX_SECRETS];
+    ngx_str_t            secrets[PR_TOKEN_MAX_SECRETS];
+    ngx_uint_t           i;
+    pr_status_t          rc;
+    const char          *data[PR_TOKEN_MAX_SECRETS];
+    pr_token_keys_t     *keys;
+    ngx_pool_cleanup_t  *cln;
+
+    keys = NULL;
+
+    for (i = 0; i < n; i++) {
+        ngx_str_null(&secrets[i]);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_pod_router_read_file(cf, &paths[i], &secrets[i])
+            != NGX_OK)
+        {
+            goto done;
+        }
+
+        data[i] = (const char *) secrets[i].data;
+        lens[i] = secrets[i].len;
+
+        rc = pr_token_keys_create(&data[i], &lens[i], 1, &keys, (char *) err,
+                                  sizeof(err));
+        if (rc != PR_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\" directive: %s",
+                               &paths[i], &cmd->name, err);
+            goto done;
+        }
+
+        pr_token_keys_destroy(keys);
+        keys = NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        goto done;
+    }
+
+    rc = pr_token_keys_create(data, lens, n, &keys, (char *) err,
+                              sizeof(err));
+    if (rc != PR_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: %s", &cmd->name, err);
+        keys = NULL;
+        goto done;
+    }
+
+    /* the keys live exactly as long as this configuration */
+    cln->handler = ngx_http_pod_router_cleanup_token_keys;
+    cln->data = keys;
+
+done:
+
+    for (i = 0; i < n; i++) {
+        if (secrets[i].data) {
+            ngx_explicit_memzero(secrets[i].data, secrets[i].len);
+        }
+    }
+
+    return keys;
+}
+
+
+/* a whole small file, as it is: a secret may end in any byte */
+
+static ngx_int_t
+ngx_http_pod_router_read_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *content)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_str_t        name;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
+
+    name = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = name;
+    file.log = cf->log;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", name.data);
+        goto failed;
+    }
+
+    if (!ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%s\" is not a file",
+                           name.data);
+        goto failed;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" holds more than 4096 bytes: "
+                           "not a secret", name.data);
+        goto failed;
+    }
+
+    content->len = 0;
+    content->data = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (content->data == NULL) {
+        goto failed;
+    }
+
+    n = ngx_read_file(&file, content->data, (size_t) size, 0);
+
+    if (n != size) {
+        if (n != NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               ngx_read_file_n " \"%s\" returned only "
+                               "%z bytes instead of %O", name.data, n, size);
+        }
+
+        ngx_explicit_memzero(content->data, (size_t) size);
+        goto failed;
+    }
+
+    content->len = (size_t) n;
+
+    (void) ngx_close_file(fd);
+
+    return NGX_OK;
+
+failed:
+
+    (void) ngx_close_file(fd);
+
+    return NGX_ERROR;
+}
+
+
 static void
 ngx_http_pod_router_cleanup_naming(void *data)
 {
     pr_naming_destroy(data);
+}
+
+
+static void
+ngx_http_pod_router_cleanup_token_keys(void *data)
+{
+    pr_token_keys_destroy(data);
 }

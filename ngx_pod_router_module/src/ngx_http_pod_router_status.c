@@ -22,7 +22,11 @@ static ngx_msec_t  ngx_http_pod_router_buckets[] = {
 static char  *ngx_http_pod_router_outcome_labels[] = {
     "", "hit", "cache_hit", "miss", "wait", "starting", "timeout", "failed",
     "unavailable", "overload", "no_identity", "bad_identity", "forbidden",
-    "conflict"
+    "conflict", "invalid_token", "untrusted_address"
+};
+
+static char  *ngx_http_pod_router_reject_labels[] = {
+    "missing", "malformed", "forged", "expired", "untrusted_address"
 };
 
 
@@ -213,6 +217,20 @@ ngx_http_pod_router_status_handler(ngx_http_request_t *r)
                                    NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS) / 1000,
                           ngx_http_pod_router_value(
                                         NGX_HTTP_POD_ROUTER_M_WAIT_COUNT));
+
+    b->last = ngx_sprintf(b->last,
+        "# HELP pod_router_identity_rejected_total Requests refused before "
+        "routing, by why their identity was not accepted.\n"
+        "# TYPE pod_router_identity_rejected_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_POD_ROUTER_REJECTS; i++) {
+        b->last = ngx_sprintf(b->last,
+                              "pod_router_identity_rejected_total"
+                              "{reason=\"%s\"} %uA\n",
+                              ngx_http_pod_router_reject_labels[i],
+                              ngx_http_pod_router_value(
+                                        NGX_HTTP_POD_ROUTER_M_REJECTED + i));
+    }
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_pod_router_variable(ngx_http_request_t *r,
 #define NGX_HTTP_POD_ROUTER_VAR_POD       0
 #define NGX_HTTP_POD_ROUTER_VAR_STATUS    1
 #define NGX_HTTP_POD_ROUTER_VAR_UPSTREAM  2
+#define NGX_HTTP_POD_ROUTER_VAR_TOKEN     3
 
 
 static ngx_http_variable_t  ngx_http_pod_router_vars[] = {
@@ -45,6 +46,10 @@ static ngx_http_variable_t  ngx_http_pod_router_vars[] = {
 
     { ngx_string("pod_router_upstream"), NULL, ngx_http_pod_router_variable,
       NGX_HTTP_POD_ROUTER_VAR_UPSTREAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("pod_router_identity_token"), NULL,
+      ngx_http_pod_router_variable, NGX_HTTP_POD_ROUTER_VAR_TOKEN,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -65,6 +70,8 @@ static ngx_str_t  ngx_http_pod_router_outcome_names[] = {
     ngx_string("BAD_IDENTITY"),
     ngx_string("FORBIDDEN"),
     ngx_string("CONFLICT"),
+    ngx_string("INVALID_TOKEN"),
+    ngx_string("UNTRUSTED_ADDRESS"),
 };
 
 
@@ -230,6 +237,7 @@ static ngx_int_t
 ngx_http_pod_router_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_int_t                   rc;
     ngx_str_t                  *value;
     ngx_http_pod_router_ctx_t  *ctx;
 
@@ -261,13 +269,34 @@ ngx_http_pod_router_variable(ngx_http_request_t *r,
         v->len = value->len;
         break;
 
-    default: /* NGX_HTTP_POD_ROUTER_VAR_UPSTREAM */
+    case NGX_HTTP_POD_ROUTER_VAR_UPSTREAM:
         if (ctx->phase != NGX_HTTP_POD_ROUTER_PHASE_PROXY) {
             v->not_found = 1;
             return NGX_OK;
         }
         v->data = ctx->peer.name.data;
         v->len = ctx->peer.name.len;
+        break;
+
+    default: /* NGX_HTTP_POD_ROUTER_VAR_TOKEN */
+        if (ctx->phase != NGX_HTTP_POD_ROUTER_PHASE_PROXY) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        rc = ngx_http_pod_router_pass_token(r, ctx);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ctx->pass_token.data;
+        v->len = ctx->pass_token.len;
         break;
     }
 

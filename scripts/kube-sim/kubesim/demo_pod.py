@@ -1,9 +1,10 @@
 """The "httpd" demo image: a tiny web server that kube-sim runs as pods.
 
 A pod of this image answers every GET with "It works!" and its own name, so
-a test that goes through pod-router can tell which pod served it, and echoes
+a test that goes through pod-router can tell which pod served it, echoes
 WebSocket messages, so tests of long-lived connections have something to
-hold open.
+hold open, and answers /headers with the request headers it received (a
+JSON object), so tests can see what a router passed on.
 
 Why it looks the way it does:
 
@@ -32,6 +33,7 @@ import binascii
 import concurrent.futures
 import hashlib
 import html
+import json
 import re
 import signal
 import socket
@@ -424,7 +426,7 @@ class _PodConnection(asyncio.Protocol):
                 return
             body_size = int(content_length)
 
-        request = (method, target, keep_alive, http_minor)
+        request = (method, target, keep_alive, http_minor, headers)
         if body_size:
             # curl waits a second for this before sending a large body.
             if (http_minor == b"1"
@@ -436,10 +438,17 @@ class _PodConnection(asyncio.Protocol):
             self._answer(*request)
 
     def _answer(self, method: bytes, target: bytes, keep_alive: bool,
-                http_minor: bytes) -> None:
+                http_minor: bytes, request_headers: dict[bytes, bytes]) -> None:
         site = self.site
-        if _path_of(target) == b"/healthz":
+        path = _path_of(target)
+        if path == b"/healthz":
             headers, body = site.health_headers, _HEALTH_BODY
+        elif path == b"/headers":
+            # Names in lower case; repeated headers joined with ", ".
+            body = json.dumps({name.decode("latin-1"): value.decode("latin-1")
+                               for name, value in request_headers.items()}).encode("utf-8")
+            headers = (b"Content-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n" % len(body) + site.pod_name_header)
         else:
             headers, body = site.page_headers, site.page_body
         if not keep_alive:
