@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${POD_ROUTER_IDENTITY:-header}" in
+header | signed) ;;
+*)
+    echo "run.sh: POD_ROUTER_IDENTITY=$POD_ROUTER_IDENTITY: use header (trust X-User-ID, the default) or signed (signed tokens)" >&2
+    exit 2
+    ;;
+esac
+
 scripts/install-deps.sh
 make build
 
@@ -26,16 +34,21 @@ trap 'exit 143' TERM
 echo "pod-router: starting the local stack in $run_dir/"
 scripts/stack.sh up
 
+if [ "${POD_ROUTER_IDENTITY:-header}" = signed ]; then
+    ask() { printf '%s' "-H \"Authorization: Bearer \$(build/controller/pod-router-controller sign --secret-file $run_dir/secrets/identity-secret $1)\""; }
+else
+    ask() { printf '%s' "-H \"X-User-ID: $1\""; }
+fi
+
 cat <<MSG
 
 pod-router is running: the gateway on 127.0.0.1:$port for local.gateway.com.
-Identity comes from the X-User-ID header, which this demo trusts as the seed
-did: anyone who can reach the port can claim any user. Idle pods are deleted
-after $idle s (POD_ROUTER_IDLE_TIMEOUT).
+Idle pods are deleted after $idle s (POD_ROUTER_IDLE_TIMEOUT). Redis and
+RabbitMQ ask for the passwords in $run_dir/secrets/ (docs/operations.md).
 
-  curl -H "X-User-ID: demo-user-1" -H "Host: local.gateway.com" http://127.0.0.1:$port/
+  curl $(ask demo-user-1) -H "Host: local.gateway.com" http://127.0.0.1:$port/
       the first request waits while demo-user-1's pod starts, then "It works!"
-  curl -H "X-User-ID: demo-user-1" -H "Host: local.gateway.com" http://127.0.0.1:$port/
+  curl $(ask demo-user-1) -H "Host: local.gateway.com" http://127.0.0.1:$port/
       again: straight to the same pod
   kubectl --kubeconfig $run_dir/kube-sim/kubeconfig get pods -n pod-router-users
   curl http://127.0.0.1:${POD_ROUTER_CONTROLLER_PORT:-8081}/metrics

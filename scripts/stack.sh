@@ -12,7 +12,14 @@
 #   scripts/stack.sh logs [C]  the last lines of every log, or follow C's
 #
 # All state lives under POD_ROUTER_RUN_DIR (default .run/): pid files, each
-# component's log, kube-sim's kubeconfig. Settings, from the environment:
+# component's log, kube-sim's kubeconfig, and secrets/ (mode 0700): the
+# Redis password and RabbitMQ's user:password (and, in signed mode, the
+# identity secret), random, created by the first `up` and kept after. Every
+# component reads them from there, never from a command line or the
+# environment. Settings, from the environment:
+#   POD_ROUTER_IDENTITY          header: trust X-User-ID, the seed's demo  (header)
+#                                signed: a token signed with secrets/identity-secret,
+#                                        sent as "Authorization: Bearer TOKEN"
 #   POD_ROUTER_PORT              gateway port on 127.0.0.1        (8080)
 #   POD_ROUTER_IDLE_TIMEOUT      seconds before an idle pod goes  (600)
 #   POD_ROUTER_REAP_INTERVAL     how often the reaper looks       (10s)
@@ -40,8 +47,11 @@ controller_bin=${POD_ROUTER_CONTROLLER:-$repo/build/controller/pod-router-contro
 module=${POD_ROUTER_MODULE:-$repo/build/ngx_http_pod_router_module.so}
 nginx_bin=${POD_ROUTER_NGINX:-/usr/sbin/nginx}
 
+identity_mode=${POD_ROUTER_IDENTITY:-header}
+
 logs="$run_dir/logs"
 pids="$run_dir/pids"
+secrets="$run_dir/secrets"
 kubeconfig="$run_dir/kube-sim/kubeconfig"
 components=(redis rabbitmq kube-sim controller nginx)
 
@@ -82,15 +92,74 @@ launch() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
+# 32 random bytes as hex: safe in redis.conf, rabbitmq.conf and a
+# user:password line.
+random_hex() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# Writes secrets/NAME once (mode 0600) with VALUE; an existing file is kept,
+# so that a restarted stack keeps its credentials. VALUE only ever passes
+# through this shell's builtins, never a command line.
+secret_once() {
+    local file=$secrets/$1
+    [ -s "$file" ] && return 0
+    (
+        umask 077
+        printf '%s\n' "$2" >"$file.tmp"
+    )
+    mv "$file.tmp" "$file"
+}
+
+make_secrets() {
+    mkdir -p "$secrets"
+    chmod 700 "$secrets"
+    secret_once redis-password "$(random_hex)"
+    secret_once amqp-credentials "pod-router:$(random_hex)"
+    if [ "$identity_mode" = signed ]; then
+        secret_once identity-secret "$(random_hex)"
+    fi
+}
+
+# The first line of secrets/NAME, read by bash itself (no cat on a command line).
+secret() {
+    local line=
+    IFS= read -r line <"$secrets/$1" || [ -n "$line" ] || return 1
+    [ -n "$line" ] || fail "$secrets/$1 is empty"
+    printf '%s' "$line"
+}
+
+# redis-cli ARGS... with the password, which goes in on its standard input
+# (AUTH, then the command), never in its arguments or environment.
+redis_authed() {
+    { printf 'AUTH %s\n' "$(secret redis-password)"; printf '%s\n' "$*"; } |
+        redis-cli -p "$redis_port"
+}
+redis_ping() { redis_authed PING | grep -qx PONG; }
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 up_redis() {
     alive redis && return 0
     port_free "$redis_port" || fail "port $redis_port (POD_ROUTER_REDIS_PORT) is taken"
     mkdir -p "$run_dir/redis"
-    launch redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run_dir/redis" \
-        --save '' --appendonly yes --protected-mode yes
-    await redis 20 redis-cli -p "$redis_port" ping
+    # The password is in the configuration file (mode 0600), not on the
+    # command line, where ps would show it.
+    local password
+    password=$(secret redis-password)
+    (
+        umask 077
+        cat >"$run_dir/redis/redis.conf" <<CONF
+# Written by scripts/stack.sh on every start.
+port $redis_port
+bind 127.0.0.1
+protected-mode yes
+dir "$run_dir/redis"
+save ""
+appendonly yes
+requirepass $password
+CONF
+    )
+    launch redis redis-server "$run_dir/redis/redis.conf"
+    await redis 20 redis_ping
 }
 
 up_rabbitmq() {
@@ -101,6 +170,28 @@ up_rabbitmq() {
     port_free "$amqp_port" || fail "port $amqp_port (POD_ROUTER_AMQP_PORT) is taken"
     # the node runs as the rabbitmq user: its folder must be reachable by it
     chmod 755 "$run_dir"
+    # Its only user is secrets/amqp-credentials' (the node starts from empty
+    # data, so it is created at boot; guest never is), with all rights on /
+    # and no management tags.
+    # The file, mode 0600, becomes the rabbitmq user's (rabbitmq-node.sh).
+    local credentials
+    credentials=$(secret amqp-credentials)
+    [[ "$credentials" == ?*:?* ]] || fail "$secrets/amqp-credentials must hold user:password"
+    mkdir -p "$run_dir/rabbitmq"
+    (
+        umask 077
+        cat >"$run_dir/rabbitmq/rabbitmq.conf" <<CONF
+# Written by scripts/stack.sh on every start.
+default_vhost = /
+default_user = ${credentials%%:*}
+default_pass = ${credentials#*:}
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+default_user_tags.administrator = false
+loopback_users.guest = true
+CONF
+    )
     "$repo/scripts/rabbitmq-node.sh" start "$run_dir/rabbitmq" "$amqp_port" \
         >>"$logs/rabbitmq.log" 2>&1 || {
         tail -n 30 "$logs/rabbitmq.log" >&2
@@ -141,17 +232,21 @@ up_controller() {
     launch controller "$controller_bin" run \
         --kubeconfig "$run_dir/kube-sim/kubeconfig.pod-router-system.pod-router-controller" \
         --namespace pod-router-users --pod-template "$pod_template" \
-        --redis "127.0.0.1:$redis_port" --amqp-url "amqp://127.0.0.1:$amqp_port/" \
+        --redis "127.0.0.1:$redis_port" --redis-password-file "$secrets/redis-password" \
+        --amqp-url "amqp://127.0.0.1:$amqp_port/" --amqp-credentials-file "$secrets/amqp-credentials" \
         --listen "127.0.0.1:$controller_port" --idle-timeout "$idle_timeout"
     await controller 30 http_ok "http://127.0.0.1:$controller_port/readyz"
 }
 
 up_nginx() {
     alive nginx && return 0
+    local prefix="$run_dir/nginx"
     [ -f "$module" ] || fail "$module is not built: run make"
     port_free "$port" || fail "port $port (POD_ROUTER_PORT) is taken"
-    local prefix="$run_dir/nginx"
     mkdir -p "$prefix"
+    sed -e "s|@IDENTITY_SECRET@|$secrets/identity-secret|g" \
+        "$repo/scripts/local-stack/identity-$identity_mode.conf.in" >"$prefix/identity.conf"
+    printf '%s\n' "$identity_mode" >"$prefix/identity-mode"
     # A quarter of the idle timeout (given in seconds), between 1 s and 10 s.
     local touch=10
     if [[ "$idle_timeout" =~ ^[0-9]+$ ]]; then
@@ -162,6 +257,7 @@ up_nginx() {
         -e "s|@TOUCH_INTERVAL@|${touch}s|g" \
         -e "s|@REDIS_PORT@|$redis_port|g" -e "s|@AMQP_PORT@|$amqp_port|g" \
         -e "s|@POD_CIDR@|$pod_cidr|g" -e "s|@WAIT_TIMEOUT@|$wait_timeout|g" \
+        -e "s|@SECRETS@|$secrets|g" \
         "$repo/scripts/local-stack/nginx.conf.in" >"$prefix/nginx.conf"
     "$nginx_bin" -t -q -p "$prefix" -c "$prefix/nginx.conf" 2>>"$logs/nginx.log" ||
         fail "nginx -t refused $prefix/nginx.conf (see $logs/nginx.log)"
@@ -169,14 +265,52 @@ up_nginx() {
     await nginx 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
 }
 
+# A path as the user can type it: relative to the current folder if inside it.
+shown() {
+    case "$1" in
+    "$PWD"/*) printf '%s' "${1#"$PWD"/}" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+
+identity_note() {
+    if [ "$identity_mode" = header ]; then
+        say ""
+        say "Identity: POD_ROUTER_IDENTITY=header. nginx trusts the X-User-ID header from"
+        say "any client: anyone who can reach 127.0.0.1:$port can claim to be any user."
+        say "POD_ROUTER_IDENTITY=signed asks for a signed token instead."
+    else
+        local secret_file controller
+        secret_file=$(shown "$secrets/identity-secret")
+        controller=$(shown "$controller_bin")
+        say ""
+        say "Identity: POD_ROUTER_IDENTITY=signed. A request needs \"Authorization: Bearer TOKEN\","
+        say "a token signed with $secret_file; X-User-ID is ignored. Mint one and use it:"
+        say "  curl -H \"Host: local.gateway.com\" -H \"Authorization: Bearer \$($controller sign --secret-file $secret_file alice)\" http://127.0.0.1:$port/"
+    fi
+}
+
 up() {
+    case "$identity_mode" in
+    header | signed) ;;
+    *) fail "POD_ROUTER_IDENTITY=$identity_mode: use header (trust X-User-ID, the default) or signed (signed tokens)" ;;
+    esac
+    # A running nginx keeps the mode it was started in.
+    if alive nginx; then
+        local running
+        running=$(cat "$run_dir/nginx/identity-mode" 2>/dev/null || echo header)
+        [ "$running" = "$identity_mode" ] ||
+            fail "nginx runs with POD_ROUTER_IDENTITY=$running, not $identity_mode: stop it first (scripts/stack.sh down)"
+    fi
     mkdir -p "$logs" "$pids"
+    make_secrets
     local step
     for step in redis rabbitmq kube-sim controller nginx; do
         local started=$SECONDS
         "up_${step//-/_}"
         say "  ready  $step ($((SECONDS - started)) s)"
     done
+    identity_note
 }
 
 # SIGNAL, then up to SECONDS for the process to go, then SIGKILL.

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import redis
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
@@ -30,6 +31,7 @@ class Stack:
         self.controller_port = free_port()
         self.env = dict(os.environ,
                         POD_ROUTER_RUN_DIR=str(self.run_dir),
+                        POD_ROUTER_IDENTITY="header",
                         POD_ROUTER_PORT=str(self.port),
                         POD_ROUTER_REDIS_PORT=str(free_port()),
                         POD_ROUTER_AMQP_PORT=str(free_broker_port()),
@@ -50,6 +52,7 @@ class Stack:
     def up(self):
         done = self.script("up", check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+        self.up_output = done.stdout
         kube_config.load_kube_config(config_file=str(self.run_dir / "kube-sim" / "kubeconfig"))
         self.core = kube_client.CoreV1Api()
 
@@ -65,6 +68,88 @@ class Stack:
             return reply.status, dict(reply.getheaders()), reply.read().decode(errors="replace")
         finally:
             connection.close()
+
+    def secret(self, name):
+        """The first line of the stack's secrets/NAME (redis-password,
+        amqp-credentials, identity-secret), which scripts/stack.sh created."""
+        return (self.run_dir / "secrets" / name).read_text().splitlines()[0]
+
+    def amqp_credentials(self):
+        """(user, password) of the stack's RabbitMQ user."""
+        user, password = self.secret("amqp-credentials").split(":", 1)
+        return user, password
+
+    def redis(self, **options):
+        """A client of the stack's Redis, with its password."""
+        return redis.Redis(port=int(self.env["POD_ROUTER_REDIS_PORT"]),
+                           password=self.secret("redis-password"), **options)
+
+    # Files under the run directory meant to hold secrets: the secrets
+    # themselves and the two servers' configuration files (all mode 0600).
+    SECRET_HOLDERS = ("secrets/", "redis/redis.conf", "rabbitmq/rabbitmq.conf")
+
+    def processes(self):
+        """Every process of the stack: those in pids/, RabbitMQ's launcher,
+        Erlang VM and epmd, and all their descendants (nginx's workers,
+        process-backed pods, Erlang's helpers)."""
+        roots = set()
+        for pidfile in [*(self.run_dir / "pids").glob("*.pid"),
+                        *(self.run_dir / "rabbitmq").glob("*.pid")]:
+            try:
+                text = pidfile.read_text().strip()
+            except FileNotFoundError:
+                continue
+            if text.isdigit():
+                roots.add(int(text))
+        children = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        found, todo = set(), list(roots)
+        while todo:
+            pid = todo.pop()
+            if pid not in found and Path(f"/proc/{pid}").exists():
+                found.add(pid)
+                todo.extend(children.get(pid, []))
+        return found
+
+    def where_secrets_show(self, secrets):
+        """Where any of SECRETS ({name: value}) can be read besides the
+        files meant for them: any file under the run directory (every log,
+        nginx's configuration and logs, RabbitMQ's and Redis's data), the
+        arguments of every process on the machine (ps), and the environment
+        and arguments of every process of the stack. [] when nowhere."""
+        found = []
+
+        def look(place, data):
+            for name, value in secrets.items():
+                if value.encode() in data:
+                    found.append(f"{name} in {place}")
+
+        for path in sorted(self.run_dir.rglob("*")):
+            relative = path.relative_to(self.run_dir).as_posix()
+            if path.is_symlink() or not path.is_file() or any(
+                    relative == holder or relative.startswith(holder)
+                    for holder in self.SECRET_HOLDERS):
+                continue
+            try:
+                look(relative, path.read_bytes())
+            except FileNotFoundError:
+                continue  # a temporary file, gone meanwhile
+        look("ps -eo args", subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                           check=True).stdout)
+        for pid in sorted(self.processes()):
+            for part in ("environ", "cmdline"):
+                try:
+                    data = Path(f"/proc/{pid}/{part}").read_bytes()
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                except OSError:
+                    continue  # gone meanwhile
+                look(f"/proc/{pid}/{part} ({comm})", data)
+        return found
 
     def pods(self):
         return {pod.metadata.name: pod for pod in self.core.list_namespaced_pod(USERS_NS).items}

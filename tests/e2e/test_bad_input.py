@@ -67,8 +67,7 @@ def test_hostile_identities_are_refused_or_get_a_safe_pod_of_their_own(stack, id
 def test_no_raw_identity_in_redis_keys_or_logs(stack):
     for identity in HOSTILE:
         send(stack, identity)
-    import redis
-    client = redis.Redis(port=int(stack.env["POD_ROUTER_REDIS_PORT"]))
+    client = stack.redis()
     for key in client.scan_iter(count=1000):
         text = key.decode("utf-8", "replace")
         assert re.match(r"^pod-router:(session:|creating:)?[a-z0-9-]*$", text) or text in (

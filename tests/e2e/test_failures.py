@@ -10,8 +10,6 @@ import subprocess
 import threading
 import time
 
-import redis
-
 from conftest import REPO
 from polling import wait_until
 
@@ -105,7 +103,7 @@ def test_kill_9_and_restarts_under_traffic_lose_nothing(stack):
     # No creation lost: every creation lock belongs to an event in flight
     # (a lock whose event was lost would live its whole 60 s TTL), so all
     # must be gone well before that; and a sample of users is served now.
-    client = redis.Redis(port=int(stack.env["POD_ROUTER_REDIS_PORT"]), decode_responses=True)
+    client = stack.redis(decode_responses=True)
     wait_until(lambda: not list(client.scan_iter("pod-router:creating:*")), timeout=30,
                what="every creation finished")
     for user in sorted(traffic.users)[::max(1, len(traffic.users) // 10)]:

@@ -37,9 +37,18 @@ def test_the_seed_flows_first_request_held_then_instant_then_reaped(stack):
     #    and the next request gets a new pod
     wait_until(lambda: stack.gone_or_going("user-demo-user-1"),
                timeout=IDLE_TIMEOUT + 10, what="the idle pod reaped")
-    reaps = [json.loads(line) for line in stack.log("controller").splitlines()
-             if '"reaped an idle pod"' in line]
-    assert any(line["pod"] == "user-demo-user-1" for line in reaps)
+
+    # The controller logs the reap once the delete is answered and the
+    # session closed: a moment after the pod shows as deleted.
+    def reaped():
+        return any(json.loads(line).get("pod") == "user-demo-user-1"
+                   for line in stack.log("controller").splitlines()
+                   if '"reaped an idle pod"' in line)
+    try:
+        wait_until(reaped, timeout=5, what="the reap in the controller's log")
+    except AssertionError as error:
+        lines = [line for line in stack.log("controller").splitlines() if "user-demo-user-1" in line]
+        raise AssertionError("\n".join([str(error), *lines])) from None
     status, headers, body = stack.get("demo-user-1")
     assert status == 200 and "It works!" in body
     assert stack.pods()["user-demo-user-1"].metadata.uid != uid
