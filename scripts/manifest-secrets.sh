@@ -12,6 +12,8 @@ Usage: scripts/manifest-secrets.sh OVERLAY_DIR
 Writes, if missing:
   OVERLAY_DIR/secrets/redis-password     the Redis password (one line)
   OVERLAY_DIR/secrets/amqp-credentials   RabbitMQ's user:password (one line)
+  OVERLAY_DIR/secrets/identity-secret    the gateway's secret for signed identity
+                                         tokens (pod-router-controller sign)
 Then `kubectl kustomize OVERLAY_DIR` renders the Secrets from them.
 EOF_USAGE
 }
@@ -49,3 +51,4 @@ write_once() {
 }
 write_once redis-password "$(random_hex)"
 write_once amqp-credentials "pod-router:$(random_hex)"
+write_once identity-secret "$(random_hex)"

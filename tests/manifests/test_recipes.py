@@ -50,8 +50,7 @@ def mount_gateway_files(rendering, namespace, root):
     for name in names:
         for key, value in config_map(rendering, namespace, name)["data"].items():
             (etc / key).write_text(localize(value, root))
-    for name, key, path in (("redis", "password", "redis-password"),
-                            ("amqp", "credentials", "amqp-credentials")):
+    for path in ("redis-password", "amqp-credentials", "identity-secret"):
         (etc / "secrets" / path).write_text((rendering.secrets_dir / path).read_text())
     return etc
 
@@ -248,3 +247,15 @@ def test_rabbitmq_runs_with_the_manifests_config_and_credentials(renderings):
         if broker is not None:
             broker.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_gateway_defaults_to_an_identity_no_client_can_forge(renderings):
+    """Signed tokens (docs/security.md), not the seed's trusted X-User-ID."""
+    for overlay in ("minikube", "eks", "plain-nginx"):
+        rendering = renderings[overlay]
+        namespace = "pod-router-system" if overlay == "plain-nginx" else "ingress-nginx"
+        conf = config_map(rendering, namespace, "pod-router-gateway")["data"]["gateway.conf"]
+        directives = [line.split("#")[0].strip() for line in conf.splitlines()]
+        assert "pod_router_identity $http_authorization;" in directives
+        assert "pod_router_identity_secret /etc/pod-router/secrets/identity-secret;" in directives
+        assert not any("x_user_id" in d for d in directives)
