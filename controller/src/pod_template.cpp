@@ -43,15 +43,31 @@ JsonPtr scalar_to_json(const YAML::Node &node) {
     return JsonPtr(json_stringn(text.data(), text.size()));
 }
 
-JsonPtr yaml_to_json(const YAML::Node &node) {
+// Aliases let a short document name one node many times, or itself: the
+// conversion counts depth and nodes, so that such a template is an error
+// instead of a stack overflow or an exponential expansion.
+struct ConversionBudget {
+    static constexpr int kMaxDepth = 100;
+    static constexpr std::size_t kMaxNodes = 100'000;
+    std::size_t nodes = 0;
+    bool exceeded = false;
+};
+
+JsonPtr yaml_to_json(const YAML::Node &node, int depth, ConversionBudget &budget) {
+    if (depth > ConversionBudget::kMaxDepth || ++budget.nodes > ConversionBudget::kMaxNodes) {
+        budget.exceeded = true;
+        return nullptr;
+    }
     switch (node.Type()) {
     case YAML::NodeType::Map: {
         JsonPtr object(json_object());
         for (auto it = node.begin(); it != node.end(); ++it) {
-            JsonPtr value = yaml_to_json(it->second);
+            // The key first: as<>() throws for a key that is not a scalar,
+            // and must not do so after value.release() (a leak).
+            const std::string key = it->first.as<std::string>();
+            JsonPtr value = yaml_to_json(it->second, depth + 1, budget);
             if (!object || !value ||
-                json_object_set_new(object.get(), it->first.as<std::string>().c_str(),
-                                    value.release()) != 0) {
+                json_object_set_new(object.get(), key.c_str(), value.release()) != 0) {
                 return nullptr;
             }
         }
@@ -60,7 +76,7 @@ JsonPtr yaml_to_json(const YAML::Node &node) {
     case YAML::NodeType::Sequence: {
         JsonPtr array(json_array());
         for (std::size_t i = 0; i < node.size(); ++i) {
-            JsonPtr value = yaml_to_json(node[i]);
+            JsonPtr value = yaml_to_json(node[i], depth + 1, budget);
             if (!array || !value || json_array_append_new(array.get(), value.release()) != 0) {
                 return nullptr;
             }
@@ -102,11 +118,16 @@ Expected<PodTemplate> PodTemplate::load(const std::string &path) {
 
 Expected<PodTemplate> PodTemplate::parse(const std::string &text, const std::string &source) {
     JsonPtr pod;
+    ConversionBudget budget;
     try {
         // JSON is YAML: one parser for both.
-        pod = yaml_to_json(YAML::Load(text));
+        pod = yaml_to_json(YAML::Load(text), 1, budget);
     } catch (const YAML::Exception &error) {
         return template_error(source, error.what());
+    }
+    if (budget.exceeded) {
+        return template_error(source, "nests deeper than 100 levels or expands to more than "
+                                      "100000 nodes (aliases?)");
     }
     if (!json_is_object(pod.get())) {
         return template_error(source, "is not a Pod object");
