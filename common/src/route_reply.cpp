@@ -18,7 +18,9 @@ pr_status_t bad_reply(const char *message, char *err, std::size_t err_size) noex
 }
 
 bool parse_ip(std::string_view text, char (&out)[PR_IP_SIZE]) noexcept {
-    if (text.empty() || text.size() >= PR_IP_SIZE) {
+    // A NUL inside would end the C string early: "10.0.0.1\0:99" must not
+    // pass as 10.0.0.1 (found by fuzz_redis_reply).
+    if (text.empty() || text.size() >= PR_IP_SIZE || text.find('\0') != std::string_view::npos) {
         return false;
     }
     std::memcpy(out, text.data(), text.size());

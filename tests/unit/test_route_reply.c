@@ -73,6 +73,16 @@ ready_with_a_bad_address_is_refused(void **state)
         assert_non_null(strstr(err, "literal IP"));
     }
 
+    /* a NUL inside: not 10.0.0.1 (fuzz_redis_reply found it passing) */
+    {
+        const char  *nul_reply[3] = { "ready", "10.0.0.1\0:99", "80" };
+        size_t       nul_lengths[3] = { 5, 12, 2 };
+
+        assert_int_equal(pr_route_reply_parse(nul_reply, nul_lengths, 3,
+                                              &result, err, PR_ERROR_SIZE),
+                         PR_BAD_REPLY);
+    }
+
     reply[1] = "10.0.0.1";
 
     for (i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
