@@ -6,6 +6,7 @@ BUILD_DIR   ?= build
 FUZZ_DIR    ?= build-fuzz
 ASAN_DIR    ?= build-asan
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
@@ -23,7 +24,8 @@ help:
 	@echo "make test        every test tier (unit, fuzz corpus, Redis, nginx); summary last"
 	@echo "make test-unit   only the unit tier (no servers); also test-integration"
 	@echo "make test-asan   the tests again under ASan and UBSan (all but the nginx module)"
-	@echo "make fuzz        libFuzzer targets for FUZZ_SECONDS each (default 30)"
+	@echo "make fuzz        every libFuzzer target for FUZZ_SECONDS each (default 30;"
+	@echo "                 FUZZ_TARGETS=\"token_verify ...\" for some)"
 	@echo "make bench       measure against the static-proxy limit, OpenResty and the seed (~15 min;"
 	@echo "                 BENCH_ARGS=--help for options); writes docs/BENCHMARKS.md"
 	@echo "make format      clang-format the C++ sources (format-check: only report)"
@@ -73,8 +75,8 @@ bench: build
 fuzz:
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -DPOD_ROUTER_FUZZ=ON \
 	  -DPOD_ROUTER_NGINX_MODULE=OFF -DCMAKE_BUILD_TYPE=Debug
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_pod_name fuzz_creation_event
-	scripts/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+	scripts/run-fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $(CXX_SOURCES)

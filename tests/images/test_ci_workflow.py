@@ -1,5 +1,6 @@
-"""The CI workflow: make test as .ci/run runs it, and a build of every
-image the Dockerfiles define, pushed from main only."""
+"""The CI workflow: make test as .ci/run runs it, make test-asan in the same
+container, and a build of every image the Dockerfiles define, pushed from
+main only."""
 
 import re
 
@@ -29,15 +30,34 @@ def test_the_test_job_runs_make_test_on_pinned_debian(workflow):
     assert [s["run"].strip() for s in steps_running(job, ".ci/run")] == [".ci/run"]
 
 
-def test_kubectl_is_pinned_and_checksummed(workflow):
-    job = workflow["jobs"]["test"]
+def test_the_asan_job_runs_make_test_asan_in_the_same_container(workflow):
+    test, asan = workflow["jobs"]["test"], workflow["jobs"]["asan"]
+    assert asan["runs-on"] == "ubuntu-latest"
+    assert asan["timeout-minutes"] == 40
+    assert asan["container"]["image"] == test["container"]["image"]
+    assert asan["env"] == test["env"]
+    (deps,) = steps_running(asan, "scripts/install-deps.sh")
+    assert deps["run"].strip() == "scripts/install-deps.sh"
+    (run,) = steps_running(asan, "make test-asan")
+    assert run["run"].strip() == "make test-asan"
+    # The dependencies, as .ci/run installs them for make test, come first.
+    order = [s.get("run", "") for s in asan["steps"]]
+    assert order.index(deps["run"]) < order.index(run["run"])
+    # git before the checkout (make lists the sources with it), as in test.
+    names = [s.get("uses", s.get("name")) for s in asan["steps"]]
+    assert names.index("git and curl") < names.index("actions/checkout@v6")
+
+
+@pytest.mark.parametrize("name, command", [("test", ".ci/run"), ("asan", "make test-asan")])
+def test_kubectl_is_pinned_and_checksummed(workflow, name, command):
+    job = workflow["jobs"][name]
     assert re.fullmatch(r"v1\.32\.\d+", job["env"]["KUBECTL_VERSION"])
     assert re.fullmatch(r"[0-9a-f]{64}", job["env"]["KUBECTL_SHA256"])
     (step,) = steps_running(job, "dl.k8s.io")
     assert 'echo "${KUBECTL_SHA256}  /tmp/kubectl" | sha256sum --check' in step["run"]
-    # Installed before make test needs it.
-    order = [s.get("run", "") for s in job["steps"]]
-    assert order.index(step["run"]) < order.index(".ci/run")
+    # Installed before the tests need it.
+    order = [s.get("run", "").strip() for s in job["steps"]]
+    assert order.index(step["run"].strip()) < order.index(command)
 
 
 def test_every_image_target_is_built(workflow):
