@@ -30,10 +30,18 @@ static ngx_list_t *ngx_http_pod_router_received(ngx_http_request_t *r);
 static void ngx_http_pod_router_list_copy(ngx_list_t *dst, ngx_list_t *src);
 static ngx_uint_t ngx_http_pod_router_header_is(ngx_table_elt_t *h,
     ngx_str_t *name);
+static ngx_uint_t ngx_http_pod_router_header_fate(
+    ngx_http_pod_router_loc_conf_t *prlcf, ngx_table_elt_t *h);
 static ngx_uint_t ngx_http_pod_router_cookie_named(u_char *start, u_char *end,
     ngx_str_t *name);
 static ngx_int_t ngx_http_pod_router_strip_cookie(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value, ngx_str_t *out);
+
+
+/* ngx_http_pod_router_header_fate() */
+#define NGX_HTTP_POD_ROUTER_KEEP           0
+#define NGX_HTTP_POD_ROUTER_DROP           1
+#define NGX_HTTP_POD_ROUTER_FILTER_COOKIE  2
 
 
 static ngx_str_t  ngx_http_pod_router_identity_header_name =
@@ -246,7 +254,7 @@ ngx_http_pod_router_upstream_headers(ngx_http_request_t *r,
 {
     ngx_str_t                        cookie;
     ngx_int_t                        rc;
-    ngx_uint_t                       i, n, change, strip_header, strip_cookie;
+    ngx_uint_t                       i, n, change, fate;
     ngx_list_t                      *received;
     ngx_list_part_t                 *part;
     ngx_table_elt_t                 *header, *h;
@@ -260,13 +268,6 @@ ngx_http_pod_router_upstream_headers(ngx_http_request_t *r,
     {
         return NGX_ERROR;
     }
-
-    strip_header = prlcf->strip_identity
-                   && prlcf->identity_source
-                      == NGX_HTTP_POD_ROUTER_SOURCE_HEADER;
-    strip_cookie = prlcf->strip_identity
-                   && prlcf->identity_source
-                      == NGX_HTTP_POD_ROUTER_SOURCE_COOKIE;
 
     /* most requests carry nothing to remove: leave their list alone */
 
@@ -290,14 +291,8 @@ ngx_http_pod_router_upstream_headers(ngx_http_request_t *r,
 
         n++;
 
-        if (ngx_http_pod_router_header_is(&header[i],
-                                      &ngx_http_pod_router_identity_header_name)
-            || (strip_header
-                && ngx_http_pod_router_header_is(&header[i],
-                                                 &prlcf->identity_name))
-            || (strip_cookie
-                && ngx_http_pod_router_header_is(&header[i],
-                                      &ngx_http_pod_router_cookie_header_name)))
+        if (ngx_http_pod_router_header_fate(prlcf, &header[i])
+            != NGX_HTTP_POD_ROUTER_KEEP)
         {
             change = 1;
         }
@@ -343,21 +338,15 @@ ngx_http_pod_router_upstream_headers(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (ngx_http_pod_router_header_is(&header[i],
-                                      &ngx_http_pod_router_identity_header_name)
-            || (strip_header
-                && ngx_http_pod_router_header_is(&header[i],
-                                                 &prlcf->identity_name)))
-        {
+        fate = ngx_http_pod_router_header_fate(prlcf, &header[i]);
+
+        if (fate == NGX_HTTP_POD_ROUTER_DROP) {
             continue;
         }
 
         cookie = header[i].value;
 
-        if (strip_cookie
-            && ngx_http_pod_router_header_is(&header[i],
-                                      &ngx_http_pod_router_cookie_header_name))
-        {
+        if (fate == NGX_HTTP_POD_ROUTER_FILTER_COOKIE) {
             rc = ngx_http_pod_router_strip_cookie(r, &prlcf->identity_name,
                                                   &header[i].value, &cookie);
             if (rc == NGX_ERROR) {
@@ -563,6 +552,43 @@ ngx_http_pod_router_list_copy(ngx_list_t *dst, ngx_list_t *src)
 
 
 /* whether the header is the one $http_NAME reads, the way nginx compares */
+
+/*
+ * What becomes of a client's header on the way to the pod: any
+ * X-Pod-Router-Identity and the identity's own header are dropped, the
+ * Cookie header loses the identity's cookie; the rest is kept.
+ */
+
+static ngx_uint_t
+ngx_http_pod_router_header_fate(ngx_http_pod_router_loc_conf_t *prlcf,
+    ngx_table_elt_t *h)
+{
+    if (ngx_http_pod_router_header_is(h,
+                                 &ngx_http_pod_router_identity_header_name))
+    {
+        return NGX_HTTP_POD_ROUTER_DROP;
+    }
+
+    if (!prlcf->strip_identity) {
+        return NGX_HTTP_POD_ROUTER_KEEP;
+    }
+
+    switch (prlcf->identity_source) {
+
+    case NGX_HTTP_POD_ROUTER_SOURCE_HEADER:
+        return ngx_http_pod_router_header_is(h, &prlcf->identity_name)
+               ? NGX_HTTP_POD_ROUTER_DROP : NGX_HTTP_POD_ROUTER_KEEP;
+
+    case NGX_HTTP_POD_ROUTER_SOURCE_COOKIE:
+        return ngx_http_pod_router_header_is(h,
+                                  &ngx_http_pod_router_cookie_header_name)
+               ? NGX_HTTP_POD_ROUTER_FILTER_COOKIE : NGX_HTTP_POD_ROUTER_KEEP;
+
+    default:
+        return NGX_HTTP_POD_ROUTER_KEEP;
+    }
+}
+
 
 static ngx_uint_t
 ngx_http_pod_router_header_is(ngx_table_elt_t *h, ngx_str_t *name)
