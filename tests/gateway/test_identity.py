@@ -370,8 +370,11 @@ def test_each_reason_has_its_counter(identity_gateway, driver, pods):
                           ("untrusted_address", 1)):
         assert f'pod_router_identity_rejected_total{{reason="{reason}"}} {count}\n' in text, text
     assert "# TYPE pod_router_identity_rejected_total counter" in text
-    statuses = [line.split()[0] for line in identity_gateway.access_log(6)]
+    # the six requests and the metrics request: each worker logs after it
+    # answers, so wait for all seven lines rather than the first six
+    statuses = [line.split()[0] for line in identity_gateway.access_log(7)]
     assert statuses.count("INVALID_TOKEN") == 4 and statuses.count("UNTRUSTED_ADDRESS") == 1
+    assert statuses.count("NO_IDENTITY") == 1 and len(statuses) == 7
 
 
 # -- trusted proxies and auth_request --------------------------------------------
