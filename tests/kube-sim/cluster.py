@@ -110,6 +110,16 @@ class KubeSim:
         except ValueError:
             return status, payload.decode(errors="replace")
 
+    def watch(self, path, token=None, timeout=30):
+        """Every event of a watch (path with ?watch=true&...&timeoutSeconds=N)
+        until the server ends the stream: give a resourceVersion to replay
+        what happened since it."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        request = urllib.request.Request(self.server + path)
+        request.add_header("Authorization", f"Bearer {token or self.admin_token}")
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as reply:
+            return [json.loads(line) for line in reply if line.strip()]
+
     def stop(self, timeout=20):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

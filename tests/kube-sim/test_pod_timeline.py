@@ -42,7 +42,7 @@ def test_created_running_ready_deleted_in_milliseconds(tmp_path):
 
         wait_for(ready, what="the pod Ready")
         # Written at once: the ready line is there as soon as the API shows Ready.
-        assert [line["event"] for line in events_of(timeline, uid)] == ["created", "running", "ready"]
+        assert [line["event"] for line in events_of(timeline, uid)] == ["created", "scheduled", "running", "ready"]
 
         status, body = sim.request("DELETE", f"{pods}/timed?gracePeriodSeconds=0")
         assert status == 200, body
@@ -54,13 +54,16 @@ def test_created_running_ready_deleted_in_milliseconds(tmp_path):
 
     lines = events_of(timeline, uid)
     assert [line["event"] for line in lines] == [
-        "created", "running", "ready", "terminating", "unready", "deleted"]
+        "created", "scheduled", "running", "ready", "terminating", "unready", "deleted"]
     for line in lines:
         assert list(line) == ["at_ms", "event", "namespace", "name", "uid"]
         assert (line["namespace"], line["name"]) == (NAMESPACE, "timed")
         assert isinstance(line["at_ms"], float)
     at = {line["event"]: line["at_ms"] for line in lines}
-    assert at["created"] < at["running"] <= at["ready"] < at["deleted"]
+    assert at["created"] <= at["scheduled"] < at["running"] <= at["ready"] < at["deleted"]
+    # No --schedule-delay: bound at once, and --start-delay counts from there.
+    assert at["scheduled"] - at["created"] < START_DELAY_MS
+    assert START_DELAY_MS <= at["running"] - at["scheduled"]
     assert at["ready"] <= at["terminating"] <= at["unready"] <= at["deleted"]
     assert START_DELAY_MS <= at["ready"] - at["created"] < 5000
     # Wall-clock milliseconds since the epoch, near the pod's creationTimestamp.

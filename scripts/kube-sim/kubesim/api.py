@@ -3,6 +3,7 @@ the verbs (get, list, watch, create, update, patch, delete, deletecollection)
 with kube-apiserver's semantics. Independent of HTTP: server.py calls in."""
 
 import base64
+import copy
 import json
 import time
 import urllib.parse
@@ -222,7 +223,11 @@ class Api:
                     elif now_matches:
                         yield wrap("ADDED", event.obj)
                     elif before:
-                        yield wrap("DELETED", event.obj)
+                        # As the watch cache does: the object as it last
+                        # matched, at the version of the change.
+                        gone = copy.deepcopy(event.previous)
+                        gone["metadata"]["resourceVersion"] = str(event.resource_version)
+                        yield wrap("DELETED", gone)
                 version = max(version, newest)
                 if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_interval:
                     last_bookmark = time.monotonic()
@@ -289,13 +294,16 @@ class Api:
             return 201, obj
         created = self.store.create(rtype, namespace, obj)
         if self.kubelet is not None and rtype is resources.pods():
-            self.kubelet.pod_created(namespace, name)
+            self.kubelet.pod_created(namespace, name, created["metadata"]["uid"])
         return 201, created
 
-    def _apply_write(self, route_, new_obj, expected_version):
+    def _apply_write(self, route_, new_obj_of, expected_version=None):
+        """Writes new_obj_of(current), computed under the store's lock from
+        the stored object, so that a patch applies to the latest version."""
         rtype, subresource = route_.rtype, route_.subresource
 
         def mutate(current):
+            new_obj = new_obj_of(current)
             if subresource == "status":
                 current["status"] = new_obj.get("status", {})
                 return current
@@ -333,35 +341,43 @@ class Api:
                 )])
         if query.get("dryRun") == "All":
             return 200, obj
-        return 200, self._apply_write(route_, obj, meta.get("resourceVersion") or None)
+        return 200, self._apply_write(route_, lambda current: obj, meta.get("resourceVersion") or None)
 
     def _patch(self, route_, query, headers, body):
         rtype = route_.rtype
         if not route_.name:
             raise errors.method_not_allowed()
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
-        document = _decode_body(body, content_type)
-        current = self.store.get(rtype, route_.namespace, route_.name)
-        if content_type == "application/merge-patch+json":
-            patched = patch.merge_patch(current, document)
-        elif content_type == "application/strategic-merge-patch+json":
-            patched = patch.strategic_merge_patch(current, document)
-        elif content_type == "application/json-patch+json":
-            patched = patch.json_patch(current, document)
-        else:
+        apply_patch = {
+            "application/merge-patch+json": patch.merge_patch,
+            "application/strategic-merge-patch+json": patch.strategic_merge_patch,
+            "application/json-patch+json": patch.json_patch,
+        }.get(content_type)
+        if apply_patch is None:
             raise errors.unsupported_media_type(content_type)
-        if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
-            raise errors.bad_request("the patch leaves no object")
-        self._check_kind(rtype, patched, route_.namespace)
-        patched["metadata"]["name"] = route_.name
-        validation.check_metadata_maps(rtype, patched)
+        document = _decode_body(body, content_type)
+
+        def patched_from(current):
+            # Applied to the stored object under the store's lock, as the
+            # apiserver applies a patch inside its read-modify-write: two
+            # concurrent patches of different keys both land.
+            patched = apply_patch(current, document)
+            if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
+                raise errors.bad_request("the patch leaves no object")
+            self._check_kind(rtype, patched, route_.namespace)
+            patched["metadata"]["name"] = route_.name
+            validation.check_metadata_maps(rtype, patched)
+            # A resourceVersion the patch sets (metadata.resourceVersion in a
+            # merge patch, or a JSON patch op) is a precondition: the
+            # apiserver compares the patched object's with the stored one.
+            version = patched["metadata"].get("resourceVersion")
+            if version and version != current["metadata"].get("resourceVersion"):
+                raise errors.conflict(rtype, route_.name)
+            return patched
+
         if query.get("dryRun") == "All":
-            return 200, patched
-        # A resourceVersion inside the patch is a precondition, as in the apiserver.
-        expected = None
-        if isinstance(document, dict):
-            expected = (document.get("metadata") or {}).get("resourceVersion")
-        return 200, self._apply_write(route_, patched, expected)
+            return 200, patched_from(self.store.get(rtype, route_.namespace, route_.name))
+        return 200, self._apply_write(route_, patched_from)
 
     def _delete_options(self, query, body):
         options = _decode_body(body) if body else {}
@@ -382,9 +398,13 @@ class Api:
             if self.kubelet is None or not current["spec"].get("nodeName"):
                 # Never scheduled: nothing to stop, gone at once.
                 obj, _ = self.store.remove(rtype, namespace, name, preconditions)
+                if self.kubelet is not None:
+                    # Out of the scheduler's queue (or, had it just been
+                    # bound, the kubelet stops what it began).
+                    self.kubelet.pod_deleted(namespace, name, obj["metadata"]["uid"])
                 return obj
             obj = self.store.mark_deleted(rtype, namespace, name, grace, preconditions)
-            self.kubelet.pod_deleted(namespace, name)
+            self.kubelet.pod_deleted(namespace, name, obj["metadata"]["uid"])
             return obj
         if rtype is resources.namespaces():
             obj = self.store.mark_deleted(rtype, namespace, name, 0, preconditions)

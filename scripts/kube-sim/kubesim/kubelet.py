@@ -5,7 +5,10 @@ their container ports, so pods look to clients as they do in a cluster: same
 port, different IPs. What a container runs comes from the image map
 (images.py): the demo image ("httpd") is served for many pods at once by one
 in-process server (DemoHost), any other mapped image runs as a real process
-per container. Status is written back as a kubelet reports it: phase,
+per container. Before the kubelet takes a pod, a stand-in for the scheduler
+binds it to the node after --schedule-delay: spec.nodeName and the
+PodScheduled condition in one write, as the binding subresource does. Status
+is written back as a kubelet reports it: phase,
 conditions, container states (waiting/running/terminated with reasons such
 as ErrImagePull, ImagePullBackOff, CrashLoopBackOff), restart counts,
 readiness from the pod's readiness probe, and events.
@@ -81,6 +84,17 @@ class Container:
     liveness_failures: int = 0
     probe_in_flight: dict = field(default_factory=dict)
     exited_ok: bool = False
+
+
+@dataclass
+class Unbound:
+    """A pod waiting for the scheduler: no kubelet state yet, only when it binds."""
+    uid: str
+    bind_at: float
+
+
+class _NotBindable(Exception):
+    """The pod changed under the scheduler: deleted, replaced, or bound already."""
 
 
 @dataclass
@@ -172,16 +186,19 @@ class AddressPool:
 
 class Kubelet:
     def __init__(self, store, images, demo_host, state_dir, start_delay, crash_backoff,
-                 pod_cidr="127.1.0.0/16", start_jitter=0.0):
+                 pod_cidr="127.1.0.0/16", start_jitter=0.0, schedule_delay=0.0, schedule_jitter=0.0):
         self.store = store
         self.images = images
         self.demo_host = demo_host
         self.log_dir = Path(state_dir) / "pods"
         self.start_delay = start_delay
         self.start_jitter = start_jitter
+        self.schedule_delay = schedule_delay
+        self.schedule_jitter = schedule_jitter
         self.crash_backoff = crash_backoff
         self._inbox = queue.Queue()
         self._pods = {}
+        self._unbound = {}  # (namespace, name) -> Unbound: the scheduler's queue
         self._addresses = AddressPool(pod_cidr)
         self._terminating_namespaces = set()
         self._probes = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="probe")
@@ -190,14 +207,15 @@ class Kubelet:
 
     # --- notifications from API threads -----------------------------------
 
-    def pod_created(self, namespace, name):
-        self._inbox.put(("created", namespace, name))
+    def pod_created(self, namespace, name, uid):
+        self._inbox.put(("created", namespace, name, uid))
 
-    def pod_deleted(self, namespace, name):
-        self._inbox.put(("deleted", namespace, name))
+    def pod_deleted(self, namespace, name, uid):
+        """A pod removed (never bound) or marked for deletion (bound)."""
+        self._inbox.put(("deleted", namespace, name, uid))
 
     def namespace_deleted(self, name):
-        self._inbox.put(("namespace-deleted", "", name))
+        self._inbox.put(("namespace-deleted", "", name, ""))
 
     def read_log(self, namespace, name, container):
         pod = self.store.get(resources.pods(), namespace, name)
@@ -242,6 +260,7 @@ class Kubelet:
             try:
                 self._drain_inbox()
                 now = time.monotonic()
+                self._schedule(now)
                 for key in list(self._pods):
                     run = self._pods.get(key)
                     if run is not None and not run.broken:
@@ -267,26 +286,79 @@ class Kubelet:
     def _drain_inbox(self):
         while True:
             try:
-                what, namespace, name = self._inbox.get_nowait()
+                what, namespace, name, uid = self._inbox.get_nowait()
             except queue.Empty:
                 return
             if what == "created":
-                self._admit(namespace, name)
+                self._enqueue(namespace, name, uid)
             elif what == "deleted":
+                unbound = self._unbound.get((namespace, name))
+                if unbound is not None and unbound.uid == uid:
+                    del self._unbound[(namespace, name)]
                 run = self._pods.get((namespace, name))
-                if run is not None:
+                if run is not None and run.uid == uid:
                     run.broken = False  # a parked pod can still be deleted
                     self._begin_termination(run)
             elif what == "namespace-deleted":
                 self._terminating_namespaces.add(name)
 
-    # --- admission and start ----------------------------------------------------
+    # --- scheduling ----------------------------------------------------------------
 
-    def _admit(self, namespace, name):
+    def _enqueue(self, namespace, name, uid):
+        """A new pod waits --schedule-delay (plus jitter) for the scheduler; one
+        created with spec.nodeName set skips it, as in Kubernetes."""
         try:
             pod = self.store.get(resources.pods(), namespace, name)
         except errors.ApiError:
             return
+        if pod["metadata"]["uid"] != uid:
+            return  # gone, and replaced by a pod of the same name that has its own notice
+        if pod["spec"].get("nodeName"):
+            # Even if already being deleted: its "deleted" notice follows and
+            # ends it the way it ends any bound pod.
+            self._admit(pod, now_rfc3339(), scheduled_by_us=False)
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            return  # deleted while finalizers hold it: the scheduler skips it
+        delay = self.schedule_delay + random.uniform(0.0, self.schedule_jitter)
+        self._unbound[(namespace, name)] = Unbound(uid, time.monotonic() + delay)
+
+    def _schedule(self, now):
+        for key, unbound in list(self._unbound.items()):
+            if now < unbound.bind_at:
+                continue
+            del self._unbound[key]
+            try:
+                self._bind(key[0], key[1], unbound.uid)
+            except Exception:  # one pod's trouble must not stop the others
+                log.exception("pod %s/%s: scheduler error", *key)
+
+    def _bind(self, namespace, name, uid):
+        """The binding write, as kube-apiserver's pods/binding makes it:
+        spec.nodeName and PodScheduled=True together, nothing else."""
+        bound_at = now_rfc3339()
+
+        def bind(pod):
+            if pod["metadata"]["uid"] != uid or pod["metadata"].get("deletionTimestamp") \
+                    or pod["spec"].get("nodeName"):
+                raise _NotBindable()
+            pod["spec"]["nodeName"] = NODE_NAME
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": bound_at})
+            status["conditions"] = conditions
+        try:
+            pod = self.store.update(resources.pods(), namespace, name, bind)
+        except (errors.ApiError, _NotBindable):
+            return  # deleted (or replaced) while it waited: nothing to run
+        self._admit(pod, bound_at)
+
+    # --- admission and start ----------------------------------------------------
+
+    def _admit(self, pod, scheduled, scheduled_by_us=True):
+        """The kubelet takes a pod bound to its node: the start delay counts from here."""
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         ip = self._addresses.take()
         containers = []
         for spec in pod["spec"]["containers"]:
@@ -300,17 +372,14 @@ class Kubelet:
                 env={e["name"]: str(e.get("value", "")) for e in spec.get("env") or []
                      if isinstance(e, dict) and "name" in e},
             ))
-        scheduled = now_rfc3339()
         run = PodRun(namespace, name, pod["metadata"]["uid"], ip, pod["spec"]["restartPolicy"],
                      containers, scheduled,
                      time.monotonic() + self.start_delay + random.uniform(0.0, self.start_jitter))
         self._pods[(namespace, name)] = run
-
-        def bind(obj):
-            obj["spec"]["nodeName"] = NODE_NAME
-        self.store.update(resources.pods(), namespace, name, bind)
-        self._event(run, "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
-                    component="default-scheduler")
+        if scheduled_by_us:
+            self._event(run, "Normal", "Scheduled",
+                        f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
+                        component="default-scheduler")
         for container in containers:
             self._event(run, "Normal", "Pulling", f'Pulling image "{container.image}"', container)
         self._write_status(run)
@@ -546,6 +615,7 @@ class Kubelet:
         for namespace in list(self._terminating_namespaces):
             pods, _ = self.store.list(resources.pods(), namespace)
             for pod in pods:
+                self._unbound.pop((namespace, pod["metadata"]["name"]), None)
                 if not pod["metadata"].get("deletionTimestamp"):
                     grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
                     if (namespace, pod["metadata"]["name"]) in self._pods:

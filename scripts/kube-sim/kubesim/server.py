@@ -343,9 +343,18 @@ def parse_args(argv):
     parser.add_argument("--demo-runtime", choices=("shared", "process"), default="shared",
                         help="serve demo-image pods from one in-process server (shared) or a "
                              "process each (default %(default)s)")
+    parser.add_argument("--schedule-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds a new pod waits unbound (phase Pending, no nodeName, no "
+                             "conditions) before the scheduler binds it: spec.nodeName and "
+                             "PodScheduled=True in one write, then the Scheduled event "
+                             "(default %(default)s)")
+    parser.add_argument("--schedule-jitter", type=float, default=0.0, metavar="SECONDS",
+                        help="up to this many seconds more, drawn uniformly per pod, as the "
+                             "scheduler's queue varies (default %(default)s)")
     parser.add_argument("--start-delay", type=float, default=1.0,
-                        help="seconds from scheduling to container start, for image pull and "
-                             "start (default %(default)s)")
+                        help="seconds from binding to container start, for image pull and "
+                             "start; the containers wait as ContainerCreating meanwhile "
+                             "(default %(default)s)")
     parser.add_argument("--start-jitter", type=float, default=0.0,
                         help="up to this many seconds more, drawn uniformly per pod, as image "
                              "pulls and starts vary on a node (default %(default)s)")
@@ -367,7 +376,8 @@ def parse_args(argv):
                              "at once: {\"at_ms\", \"event\", \"namespace\", \"name\", "
                              "\"uid\"}, at_ms the wall clock in milliseconds since the epoch "
                              "(float, microsecond precision) when the store took the change; "
-                             "events created, running, ready, unready, terminating, deleted "
+                             "events created, scheduled, running, ready, unready, terminating, "
+                             "deleted "
                              "(see docs/kube-sim.md); default: none written")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
@@ -384,6 +394,9 @@ def parse_args(argv):
         parser.error(f"--pod-cidr: {error}")
     if not cidr.subnet_of(ipaddress.ip_network("127.0.0.0/8")) or cidr.num_addresses < 4:
         parser.error("--pod-cidr must lie inside 127.0.0.0/8 and hold at least 4 addresses")
+    for flag in ("schedule_delay", "schedule_jitter"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must not be negative")
     return args
 
 
@@ -450,7 +463,8 @@ def main(argv=None):
     demo_host = DemoHost()
     demo_host.start()
     kubelet = Kubelet(store, images, demo_host, state_dir, args.start_delay, args.crash_backoff,
-                      args.pod_cidr, start_jitter=args.start_jitter)
+                      args.pod_cidr, start_jitter=args.start_jitter,
+                      schedule_delay=args.schedule_delay, schedule_jitter=args.schedule_jitter)
     try:
         server = Server((args.address, args.port), tls_context)
     except OSError as error:

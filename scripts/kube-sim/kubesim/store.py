@@ -128,9 +128,10 @@ class Store:
             replaced = mutate(candidate)
             if replaced is not None:
                 candidate = replaced
-            # Identity fields are the server's, whatever the client sent.
+            # Identity fields are the server's, whatever the client sent
+            # (generation too: only a change of spec moves it, below).
             for field in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
-                          "deletionGracePeriodSeconds"):
+                          "deletionGracePeriodSeconds", "generation"):
                 if field in previous["metadata"]:
                     candidate["metadata"][field] = previous["metadata"][field]
                 else:

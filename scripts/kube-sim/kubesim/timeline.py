@@ -9,6 +9,8 @@ come in the store's order, and the store's lock is the only one needed.
 Events, in the order they can happen to one pod:
 
   created      the create request stored the pod
+  scheduled    the pod was bound to the node (spec.nodeName set, with
+               PodScheduled=True), after --schedule-delay
   running      the stored status shows a running container where none ran
                (containers started after --start-delay; again after a restart)
   ready        the Ready condition became True (again after being False)
@@ -29,6 +31,10 @@ log = logging.getLogger("kube-sim.timeline")
 def _running(pod):
     statuses = (pod.get("status") or {}).get("containerStatuses") or ()
     return any("running" in (entry.get("state") or {}) for entry in statuses)
+
+
+def _bound(pod):
+    return bool((pod.get("spec") or {}).get("nodeName"))
 
 
 def _ready(pod):
@@ -59,6 +65,8 @@ class PodTimeline:
         if event_type == "ADDED":
             self._write(at_ms, "created", obj)
             previous = {"metadata": {}}
+        if _bound(obj) and not _bound(previous):
+            self._write(at_ms, "scheduled", obj)
         if _running(obj) and not _running(previous):
             self._write(at_ms, "running", obj)
         ready, was_ready = _ready(obj), _ready(previous)

@@ -67,8 +67,65 @@ def assign_name(rtype, obj):
     return name
 
 
+_QUALIFIED_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_QUALIFIED_RE = re.compile(_QUALIFIED_FMT)
+_QUALIFIED_MESSAGE = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+    f"validation is '{_QUALIFIED_FMT}')"
+)
+_LABEL_VALUE_FMT = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+_LABEL_VALUE_MESSAGE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+    f"'my_value',  or '12345', regex used for validation is '{_LABEL_VALUE_FMT}')"
+)
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+
+
+def qualified_name_problems(value):
+    """apimachinery's IsQualifiedName: label and annotation keys, an optional
+    DNS subdomain prefix and '/', then a name of at most 63 characters."""
+    problems = []
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["a qualified name " + _QUALIFIED_MESSAGE + " with an optional DNS subdomain "
+                "prefix and '/' (e.g. 'example.com/MyName')"]
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            problem = name_problem("subdomain", prefix)
+            if problem:
+                problems.append("prefix part " + problem)
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    if not _QUALIFIED_RE.fullmatch(name):
+        problems.append("name part " + _QUALIFIED_MESSAGE)
+    return problems
+
+
+def label_value_problems(value):
+    """apimachinery's IsValidLabelValue."""
+    problems = []
+    if len(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        problems.append(_LABEL_VALUE_MESSAGE)
+    return problems
+
+
 def check_metadata_maps(rtype, obj):
+    """Labels and annotations as ValidateObjectMeta checks them: 422 with
+    kube-apiserver's causes (field metadata.labels or metadata.annotations,
+    the offending key or value quoted)."""
     meta = obj["metadata"]
+    causes = []
     for field in ("labels", "annotations"):
         value = meta.get(field)
         if value is None:
@@ -78,15 +135,21 @@ def check_metadata_maps(rtype, obj):
         ):
             raise errors.invalid(rtype, meta["name"], [(f"metadata.{field}", "FieldValueInvalid",
                                                         "Invalid value: must map strings to strings")])
-        if field == "labels":
-            for key, label in value.items():
-                if len(label) > 63 or (label and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", label)):
-                    raise errors.invalid(rtype, meta["name"], [(
-                        "metadata.labels", "FieldValueInvalid",
-                        f"Invalid value: {_quoted(label)}: a valid label must be an empty string or "
-                        "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-                        "with an alphanumeric character",
-                    )])
+        where = f"metadata.{field}"
+        for key, item in value.items():
+            # Annotation keys are qualified names in any case.
+            for problem in qualified_name_problems(key if field == "labels" else key.lower()):
+                causes.append((where, "FieldValueInvalid", f"Invalid value: {_quoted(key)}: {problem}"))
+            if field == "labels":
+                for problem in label_value_problems(item):
+                    causes.append((where, "FieldValueInvalid", f"Invalid value: {_quoted(item)}: {problem}"))
+        if field == "annotations" and sum(
+                len(k.encode()) + len(v.encode()) for k, v in value.items()) > \
+                TOTAL_ANNOTATION_SIZE_LIMIT:
+            causes.append((where, "FieldValueTooLong",
+                           f"Too long: may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"))
+    if causes:
+        raise errors.invalid(rtype, meta["name"], causes)
 
 
 _MICRO_TIME_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
