@@ -92,7 +92,7 @@ std::string_view view(const char *data, std::size_t length) noexcept {
 }
 
 bool script_in_range(pr_script_t script) noexcept {
-    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_MARK_STALE;
+    return script >= PR_SCRIPT_ROUTE && script <= PR_SCRIPT_POOL_FORGET;
 }
 
 } // namespace
@@ -213,6 +213,21 @@ pr_status_t pr_redis_key(pr_redis_key_t kind, const char *key_prefix, size_t key
         break;
     case PR_KEY_NOTIFY_CHANNEL:
         segment = pod_router::kNotifyChannelSegment;
+        break;
+    case PR_KEY_POOL_FREE:
+        segment = pod_router::kPoolFreeKeySegment;
+        break;
+    case PR_KEY_POOL_ADDRESS:
+        segment = pod_router::kPoolAddressKeySegment;
+        break;
+    case PR_KEY_POOL_CLAIMS:
+        segment = pod_router::kPoolClaimsKeySegment;
+        break;
+    case PR_KEY_POOL_CLAIMED:
+        segment = pod_router::kPoolClaimedKeySegment;
+        break;
+    case PR_KEY_POOL_TARGET:
+        segment = pod_router::kPoolTargetKeySegment;
         break;
     default:
         return PR_INVALID_CONFIG;

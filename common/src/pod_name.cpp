@@ -226,4 +226,32 @@ Expected<std::string> NamingPolicy::pod_name(std::string_view identity) const {
     return name;
 }
 
+namespace {
+constexpr std::string_view kPoolNameInfix = "--pool-";
+constexpr std::size_t kMaxPoolSuffixLength = 16;
+
+bool is_pool_suffix(std::string_view suffix) noexcept {
+    return !suffix.empty() && suffix.size() <= kMaxPoolSuffixLength &&
+           std::all_of(suffix.begin(), suffix.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+} // namespace
+
+std::string NamingPolicy::pool_pod_name(std::string_view suffix) const {
+    if (!is_pool_suffix(suffix)) {
+        return {};
+    }
+    std::string name;
+    name.reserve(prefix_.size() + kPoolNameInfix.size() + suffix.size());
+    name.append(prefix_).append(kPoolNameInfix).append(suffix);
+    return name;
+}
+
+bool NamingPolicy::is_pool_pod_name(std::string_view name) const noexcept {
+    const std::size_t head = prefix_.size() + kPoolNameInfix.size();
+    return name.size() > head && name.substr(0, prefix_.size()) == prefix_ &&
+           name.substr(prefix_.size(), kPoolNameInfix.size()) == kPoolNameInfix &&
+           is_pool_suffix(name.substr(head));
+}
+
 } // namespace pod_router

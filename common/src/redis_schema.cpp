@@ -12,23 +12,29 @@ namespace {
 // Shared by every script: milliseconds since the epoch by the Redis clock,
 // and the guard of the controller's transitions (KEYS[1] is the session):
 // a session being reaped is not resurrected, a session of another identity
-// is not touched, and a session that expired meanwhile is opened again so
-// that a pod which exists is always recorded.
+// is not touched, a session a warm pool pod serves is not taken over by a
+// late cold pod (its event was still queued when the user claimed), and a
+// session that expired meanwhile is opened again so that a pod which exists
+// is always recorded.
 constexpr std::string_view kLuaPrelude = R"lua(
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function open_session_for(pod, identity, now)
-  local state, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+  local state, owner, serving = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity', 'pod'))
   if state == 'terminating' then
     return 'terminating'
   end
   if state and owner ~= identity then
     return 'conflict'
   end
+  if state == 'ready' and serving and serving ~= pod then
+    return 'superseded'
+  end
   if not state then
-    redis.call('HSET', KEYS[1], 'identity', identity, 'pod', pod, 'created_ms', now)
+    redis.call('HSET', KEYS[1], 'identity', identity, 'pod', pod, 'origin', 'cold',
+      'created_ms', now)
   end
   return nil
 end
@@ -36,14 +42,25 @@ end
 
 // A ready session is touched (unless ARGV[6] is '0': the gateway touched it
 // recently): the activity score is what the reaper reads, so idleness
-// counts from the last request. The lock is
-// taken with SET NX: exactly one request across all gateway replicas gets
-// 'create' and publishes; the rest wait. A pending session whose lock has
-// expired (its creator died, or the event was lost) is taken over the same
-// way, which is the retry.
+// counts from the last request.
+//
+// A user with no session at all takes a warm pool pod if one is free
+// (KEYS[4..7]): SPOP and the session's write are one step, so a pool pod
+// goes to exactly one user, and the user is ready at once. The claim is
+// queued (KEYS[6]) for the controller to label the pod with its user, and
+// recorded (KEYS[7]) for as long as the pod lives, so that nothing puts it
+// back in the pool. Only a user with no session claims: one whose creation
+// is pending waits for that pod, so a user never gets two.
+//
+// Otherwise the lock is taken with SET NX: exactly one request across all
+// gateway replicas gets 'create' and publishes; the rest wait. A pending
+// session whose lock has expired (its creator died, or the event was lost)
+// is taken over the same way, which is the retry. 'create' says 'empty'
+// when a new user found a pool configured (KEYS[8]) but no free pod, for
+// the gateway's metrics; 'off' otherwise (no pool, or a retry).
 constexpr std::string_view kRouteBody = R"lua(
-local state, identity, ip, port, reason = unpack(redis.call('HMGET', KEYS[1],
-  'state', 'identity', 'ip', 'port', 'reason'))
+local state, identity, ip, port, reason, stage = unpack(redis.call('HMGET', KEYS[1],
+  'state', 'identity', 'ip', 'port', 'reason', 'stage'))
 if state and identity ~= ARGV[1] then
   return {'conflict'}
 end
@@ -59,16 +76,40 @@ end
 if state == 'terminating' then
   return {'terminating'}
 end
+if not state then
+  local pod = redis.call('SPOP', KEYS[4])
+  while pod do
+    local address = redis.call('HGET', KEYS[5], pod)
+    redis.call('HDEL', KEYS[5], pod)
+    local pod_ip, pod_port = string.match(address or '', '^(%S+) (%d+)$')
+    if pod_ip then
+      local now = now_ms()
+      redis.call('HSET', KEYS[7], pod, ARGV[2])
+      redis.call('RPUSH', KEYS[6], pod .. ' ' .. ARGV[2])
+      redis.call('HSET', KEYS[1], 'identity', ARGV[1], 'pod', pod, 'origin', 'pool',
+        'state', 'ready', 'stage', 'ready', 'ip', pod_ip, 'port', pod_port,
+        'request_id', ARGV[3], 'created_ms', now, 'updated_ms', now, 'ready_ms', now)
+      redis.call('ZADD', KEYS[3], now, ARGV[2])
+      return {'claimed', pod_ip, pod_port}
+    end
+    pod = redis.call('SPOP', KEYS[4])
+  end
+end
 if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
-  return {'pending'}
+  return {'pending', stage or 'queued'}
 end
 local now = now_ms()
 if not state then
-  redis.call('HSET', KEYS[1], 'identity', ARGV[1], 'pod', ARGV[2], 'created_ms', now)
+  redis.call('HSET', KEYS[1], 'identity', ARGV[1], 'pod', ARGV[2], 'origin', 'cold',
+    'created_ms', now)
 end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'request_id', ARGV[3], 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'state', 'pending', 'stage', 'queued', 'request_id', ARGV[3],
+  'updated_ms', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {'create'}
+if not state and tonumber(redis.call('GET', KEYS[8]) or '0') > 0 then
+  return {'create', 'empty'}
+end
+return {'create', 'off'}
 )lua";
 
 // A pod that became ready after its pending session expired is recorded all
@@ -80,8 +121,8 @@ local refused = open_session_for(ARGV[1], ARGV[2], now)
 if refused then
   return refused
 end
-redis.call('HSET', KEYS[1], 'state', 'ready', 'ip', ARGV[3], 'port', ARGV[4],
-  'ready_ms', now, 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'state', 'ready', 'stage', 'ready', 'ip', ARGV[3],
+  'port', ARGV[4], 'ready_ms', now, 'updated_ms', now)
 redis.call('HDEL', KEYS[1], 'reason')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
@@ -99,7 +140,8 @@ local refused = open_session_for(ARGV[1], ARGV[2], now)
 if refused then
   return refused
 end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', ARGV[3], 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'state', 'failed', 'stage', 'failed', 'reason', ARGV[3],
+  'updated_ms', now)
 redis.call('HDEL', KEYS[1], 'ip', 'port')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -177,6 +219,56 @@ end
 return 'not-owner'
 )lua";
 
+// A creation's progress for the waiting user. Only a pending session of the
+// same identity is written: a stage never revives or relabels anything.
+constexpr std::string_view kSetStageBody = R"lua(
+local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+if state ~= 'pending' or identity ~= ARGV[1] then
+  return 'changed'
+end
+redis.call('HSET', KEYS[1], 'stage', ARGV[2])
+return 'ok'
+)lua";
+
+// A pool pod became Ready (or is seen Ready again after a restart of the
+// controller): offer it to new users, unless a user has claimed it. The
+// claim record outlives the claim, so a controller whose watch lags cannot
+// give one pod to two users.
+constexpr std::string_view kPoolReadyBody = R"lua(
+local session = redis.call('HGET', KEYS[3], ARGV[1])
+if session then
+  return {'claimed', session}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[1])
+return {'ok'}
+)lua";
+
+// Take a pool pod out of the pool (surplus, failed, restarted) before it is
+// deleted: 'ok' means it was free and no user can claim it any more;
+// 'claimed' means a user has it (delete it as that user's pod); 'gone'
+// means it was never offered (still starting).
+constexpr std::string_view kPoolRetireBody = R"lua(
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return {'ok'}
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local session = redis.call('HGET', KEYS[3], ARGV[1])
+if session then
+  return {'claimed', session}
+end
+return {'gone'}
+)lua";
+
+// A pool pod no longer exists: nothing about it is kept.
+constexpr std::string_view kPoolForgetBody = R"lua(
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 'ok'
+)lua";
+
 struct ScriptText {
     Script id;
     std::string_view name;
@@ -187,15 +279,19 @@ struct ScriptText {
 };
 
 constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
-    {Script::kRoute, "route", "session, creation_lock, activity",
+    {Script::kRoute, "route",
+     "session, creation_lock, activity, pool_free, pool_address, pool_claims, pool_claimed, "
+     "pool_target",
      "identity, pod, request_id, lock_ttl_ms, pending_ttl_ms, touch (1 or 0)",
-     "{ready, ip, port} | {create} | {pending} | {failed, reason} | {terminating} | {conflict}",
+     "{ready, ip, port} | {claimed, ip, port} | {create, empty|off} | {pending, stage} | "
+     "{failed, reason} | {terminating} | {conflict}",
      kRouteBody},
     {Script::kMarkReady, "mark_ready", "session, creation_lock, activity",
-     "pod, identity, ip, port, notify_channel", "ok | terminating | conflict", kMarkReadyBody},
+     "pod, identity, ip, port, notify_channel", "ok | terminating | conflict | superseded",
+     kMarkReadyBody},
     {Script::kMarkFailed, "mark_failed", "session, creation_lock, activity",
-     "pod, identity, reason, failed_ttl_ms, notify_channel", "ok | terminating | conflict",
-     kMarkFailedBody},
+     "pod, identity, reason, failed_ttl_ms, notify_channel",
+     "ok | terminating | conflict | superseded", kMarkFailedBody},
     {Script::kBeginReap, "begin_reap", "session, activity", "pod, idle_timeout_ms",
      "reap | active | skip | gone", kBeginReapBody},
     {Script::kFinishReap, "finish_reap", "session, activity, creation_lock", "pod, notify_channel",
@@ -205,6 +301,13 @@ constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
     {Script::kTouch, "touch", "activity", "pod", "ok | gone", kTouchBody},
     {Script::kMarkStale, "mark_stale", "session, activity", "pod, ip, port, notify_channel",
      "ok | changed", kMarkStaleBody},
+    {Script::kSetStage, "set_stage", "session", "identity, stage", "ok | changed", kSetStageBody},
+    {Script::kPoolReady, "pool_ready", "pool_free, pool_address, pool_claimed", "pod, ip, port",
+     "{ok} | {claimed, session}", kPoolReadyBody},
+    {Script::kPoolRetire, "pool_retire", "pool_free, pool_address, pool_claimed", "pod",
+     "{ok} | {claimed, session} | {gone}", kPoolRetireBody},
+    {Script::kPoolForget, "pool_forget", "pool_free, pool_address, pool_claimed", "pod", "ok",
+     kPoolForgetBody},
 }};
 
 struct BuiltScripts {
@@ -240,7 +343,7 @@ const BuiltScripts &built_scripts() {
     return *scripts;
 }
 
-constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 14> kOutcomeWords = {{
+constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 16> kOutcomeWords = {{
     {ScriptOutcome::kReady, "ready"},
     {ScriptOutcome::kCreate, "create"},
     {ScriptOutcome::kPending, "pending"},
@@ -255,7 +358,14 @@ constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 14> kOutcomeWor
     {ScriptOutcome::kChanged, "changed"},
     {ScriptOutcome::kReleased, "released"},
     {ScriptOutcome::kNotOwner, "not-owner"},
+    {ScriptOutcome::kClaimed, "claimed"},
+    {ScriptOutcome::kSuperseded, "superseded"},
 }};
+
+constexpr std::array<std::string_view, 7> kSpawnStages = {
+    spawn_stage::kQueued,       spawn_stage::kCreating, spawn_stage::kScheduled,
+    spawn_stage::kPullingImage, spawn_stage::kStarting, spawn_stage::kReady,
+    spawn_stage::kFailed};
 
 } // namespace
 
@@ -265,6 +375,15 @@ bool is_valid_redis_key_prefix(std::string_view prefix) noexcept {
     }
     // Printable ASCII without spaces: readable in redis-cli, safe in logs.
     return std::all_of(prefix.begin(), prefix.end(), [](char c) { return c > ' ' && c <= '~'; });
+}
+
+int spawn_stage_rank(std::string_view stage) noexcept {
+    for (std::size_t i = 0; i < kSpawnStages.size(); ++i) {
+        if (kSpawnStages[i] == stage) {
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
 }
 
 Expected<RedisKeys> RedisKeys::create(std::string_view key_prefix) {

@@ -84,6 +84,20 @@ pr_status_t ready_at(std::string_view ip, std::string_view port, const AddressEr
     return PR_OK;
 }
 
+// The page and the header show only words this build knows: nothing Redis
+// holds reaches a response as it is.
+const char *known_stage(std::string_view word) noexcept {
+    using namespace pod_router::spawn_stage;
+    static constexpr std::string_view kShown[] = {kQueued, kCreating, kScheduled, kPullingImage,
+                                                  kStarting};
+    for (const std::string_view stage : kShown) {
+        if (stage == word) {
+            return stage.data(); // string literals: NUL-terminated
+        }
+    }
+    return kQueued.data();
+}
+
 } // namespace
 
 extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const size_t *lengths,
@@ -104,12 +118,18 @@ extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const s
     }
     switch (*outcome) {
     case ScriptOutcome::kReady:
+    case ScriptOutcome::kClaimed: {
         if (count != 3 || elements[1] == nullptr || elements[2] == nullptr) {
             return bad_reply("route reply 'ready' lacks the pod address", err, err_size);
         }
-        return ready_at(std::string_view(elements[1], lengths[1]),
-                        std::string_view(elements[2], lengths[2]), kRouteReplyErrors, result, err,
-                        err_size);
+        const pr_status_t rc = ready_at(std::string_view(elements[1], lengths[1]),
+                                        std::string_view(elements[2], lengths[2]),
+                                        kRouteReplyErrors, result, err, err_size);
+        if (rc == PR_OK && *outcome == ScriptOutcome::kClaimed) {
+            result->outcome = PR_OUTCOME_CLAIMED;
+        }
+        return rc;
+    }
     case ScriptOutcome::kFailed:
         copy_reason(count > 1 && elements[1] != nullptr ? std::string_view(elements[1], lengths[1])
                                                         : std::string_view(),
@@ -121,9 +141,14 @@ extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const s
         return PR_OK;
     case ScriptOutcome::kCreate:
         result->outcome = PR_OUTCOME_CREATE;
+        result->pool_empty = count > 1 && elements[1] != nullptr &&
+                             std::string_view(elements[1], lengths[1]) == "empty";
         return PR_OK;
     case ScriptOutcome::kPending:
         result->outcome = PR_OUTCOME_PENDING;
+        result->stage = known_stage(count > 1 && elements[1] != nullptr
+                                        ? std::string_view(elements[1], lengths[1])
+                                        : std::string_view());
         return PR_OK;
     case ScriptOutcome::kTerminating:
         result->outcome = PR_OUTCOME_TERMINATING;

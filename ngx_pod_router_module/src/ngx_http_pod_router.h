@@ -38,6 +38,7 @@ typedef enum {
     NGX_HTTP_POD_ROUTER_HIT,
     NGX_HTTP_POD_ROUTER_CACHE_HIT,
     NGX_HTTP_POD_ROUTER_MISS,
+    NGX_HTTP_POD_ROUTER_CLAIMED,
     NGX_HTTP_POD_ROUTER_WAIT,
     NGX_HTTP_POD_ROUTER_STARTING,
     NGX_HTTP_POD_ROUTER_TIMEOUT,
@@ -144,6 +145,8 @@ typedef struct {
     ngx_int_t                   status;
     ngx_http_pod_router_outcome_e  outcome;
     ngx_str_t                   reason;
+    ngx_msec_t                  started_at;
+    const char                 *stage;      /* a spawn stage, static */
 
     ngx_addr_t                  peer;
     u_char                      peer_text[NGX_SOCKADDR_STRLEN];
@@ -246,6 +249,15 @@ char *ngx_http_pod_router_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_pod_router_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_pod_router_status.c */
+
+/* pod_router_new_pod_seconds{path}: a warm pool pod, or a cold start */
+#define NGX_HTTP_POD_ROUTER_NEW_POD_WARM     0
+#define NGX_HTTP_POD_ROUTER_NEW_POD_COLD     1
+#define NGX_HTTP_POD_ROUTER_NEW_POD_PATHS    2
+#define NGX_HTTP_POD_ROUTER_NEW_POD_BUCKETS  14
+#define NGX_HTTP_POD_ROUTER_NEW_POD_SLOTS                                     \
+    (2 + NGX_HTTP_POD_ROUTER_NEW_POD_BUCKETS + 1)
+
 typedef enum {
     NGX_HTTP_POD_ROUTER_M_CACHE_HITS = NGX_HTTP_POD_ROUTER_OUTCOMES,
     NGX_HTTP_POD_ROUTER_M_CACHE_MISSES,
@@ -254,10 +266,17 @@ typedef enum {
     NGX_HTTP_POD_ROUTER_M_EVENTS_FAILED,
     NGX_HTTP_POD_ROUTER_M_NOTIFICATIONS,
     NGX_HTTP_POD_ROUTER_M_WAITING,
+    /* a histogram: count, sum in ms, then each bucket and +Inf */
     NGX_HTTP_POD_ROUTER_M_WAIT_COUNT,
     NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS,
     NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS,
-    NGX_HTTP_POD_ROUTER_M_REJECTED = NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + 10,
+    NGX_HTTP_POD_ROUTER_M_POOL_CLAIMS = NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + 10,
+    NGX_HTTP_POD_ROUTER_M_POOL_EMPTY,
+    /* a histogram like the one above for each path */
+    NGX_HTTP_POD_ROUTER_M_NEW_POD,
+    NGX_HTTP_POD_ROUTER_M_REJECTED = NGX_HTTP_POD_ROUTER_M_NEW_POD
+                                     + NGX_HTTP_POD_ROUTER_NEW_POD_PATHS
+                                       * NGX_HTTP_POD_ROUTER_NEW_POD_SLOTS,
     NGX_HTTP_POD_ROUTER_M_COUNT = NGX_HTTP_POD_ROUTER_M_REJECTED
                                   + NGX_HTTP_POD_ROUTER_REJECTS
 } ngx_http_pod_router_metric_e;
@@ -267,6 +286,7 @@ ngx_int_t ngx_http_pod_router_metrics_init_zone(ngx_shm_zone_t *shm_zone,
 void ngx_http_pod_router_metrics_bind(ngx_shm_zone_t *zone);
 void ngx_http_pod_router_count(ngx_uint_t metric, ngx_atomic_int_t delta);
 void ngx_http_pod_router_observe_wait(ngx_msec_t ms);
+void ngx_http_pod_router_observe_new_pod(ngx_uint_t path, ngx_msec_t ms);
 char *ngx_http_pod_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

@@ -7,6 +7,7 @@
  *     ready:          check the allow-list, hand the address to the
  *                     balancer or $pod_router_upstream, rewrite the headers
  *                     the pod gets (_identity.c), let proxy_pass run;
+ *     claimed:        a new user took a warm pool pod: as ready, no event;
  *     create:         publish the creation event (thread pool), then park;
  *     pending/terminating: park;
  *     failed:         502 with the controller's reason.
@@ -15,6 +16,8 @@
  * subscriber link, or for its periodic re-check, then routes again; it
  * gives up with 503 and Retry-After at pod_router_wait_timeout. The phase
  * handler is re-entered after each asynchronous step and reads ctx->phase.
+ * Each answer to a waiting request (the page, the 503, the failure) names
+ * the creation's latest spawn stage in X-Pod-Router-Stage.
  */
 
 
@@ -60,8 +63,11 @@ static void ngx_http_pod_router_recheck_handler(ngx_event_t *ev);
 static void ngx_http_pod_router_cleanup_request(void *data);
 static ngx_int_t ngx_http_pod_router_set_peer(ngx_http_pod_router_ctx_t *ctx,
     struct sockaddr *sockaddr, socklen_t socklen);
-static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pod_router_send_page(ngx_http_request_t *r,
+    const char *stage);
 static ngx_int_t ngx_http_pod_router_retry_after(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pod_router_stage_header(ngx_http_request_t *r,
+    const char *stage);
 static void ngx_http_pod_router_watch_client(ngx_http_request_t *r);
 static void ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_find(
@@ -230,6 +236,12 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
     case NGX_HTTP_POD_ROUTER_PHASE_FINAL:
         ngx_http_pod_router_count(ctx->outcome, 1);
 
+        if (ctx->outcome == NGX_HTTP_POD_ROUTER_FAILED
+            && ngx_http_pod_router_stage_header(r, "failed") != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         if (ctx->status == NGX_HTTP_BAD_GATEWAY && ctx->reason.len) {
             return ngx_http_pod_router_respond(r,
                        ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_GATEWAY,
@@ -242,9 +254,16 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        if ((ctx->outcome == NGX_HTTP_POD_ROUTER_STARTING
+             || ctx->outcome == NGX_HTTP_POD_ROUTER_TIMEOUT)
+            && ngx_http_pod_router_stage_header(r, ctx->stage) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         if (ctx->outcome == NGX_HTTP_POD_ROUTER_STARTING) {
             return ngx_http_pod_router_respond(r,
-                                    ngx_http_pod_router_send_page(r));
+                       ngx_http_pod_router_send_page(r, ctx->stage));
         }
 
         return ctx->status;
@@ -315,6 +334,8 @@ ngx_http_pod_router_start(ngx_http_request_t *r,
     }
     cln->handler = ngx_http_pod_router_cleanup_request;
     cln->data = ctx;
+
+    ctx->started_at = ngx_current_msec;
 
     ctx->deadline.handler = ngx_http_pod_router_deadline_handler;
     ctx->deadline.data = ctx;
@@ -457,6 +478,21 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
 
     switch (result->outcome) {
 
+    case PR_OUTCOME_CLAIMED:
+        /*
+         * The route script gave this new user a free warm pool pod and
+         * wrote the session ready at its address, in one step: no event to
+         * publish, no wait. A parked request can claim too (its session
+         * was reaped meanwhile).
+         */
+        ctx->outcome = NGX_HTTP_POD_ROUTER_CLAIMED;
+        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_CLAIMS, 1);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pod_router: \"%*s\" claimed a warm pod",
+                      ctx->pod_len, ctx->pod);
+
+        /* fall through */
+
     case PR_OUTCOME_READY:
         if (ngx_parse_addr(r->pool, &addr, (u_char *) result->ip,
                            ngx_strlen(result->ip))
@@ -507,6 +543,18 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
                                              - ctx->parked_at);
         }
 
+        /* a new user's pod: taken from the pool, or created for this request */
+        if (ctx->outcome == NGX_HTTP_POD_ROUTER_CLAIMED) {
+            ngx_http_pod_router_observe_new_pod(
+                NGX_HTTP_POD_ROUTER_NEW_POD_WARM,
+                ngx_current_msec - ctx->started_at);
+
+        } else if (ctx->outcome == NGX_HTTP_POD_ROUTER_MISS) {
+            ngx_http_pod_router_observe_new_pod(
+                NGX_HTTP_POD_ROUTER_NEW_POD_COLD,
+                ngx_current_msec - ctx->started_at);
+        }
+
         ngx_http_pod_router_count(ctx->outcome, 1);
         ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_PROXY;
         ngx_http_pod_router_resume(ctx);
@@ -514,6 +562,10 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
 
     case PR_OUTCOME_CREATE:
         ctx->outcome = NGX_HTTP_POD_ROUTER_MISS;
+
+        if (result->pool_empty) {
+            ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_EMPTY, 1);
+        }
 
         /* publishing counts against the wait, and the client may leave */
         if (!ctx->deadline.timer_set) {
@@ -537,6 +589,11 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
         return;
 
     case PR_OUTCOME_PENDING:
+        /* rechecks route again: the stage follows the creation */
+        ctx->stage = result->stage;
+
+        /* fall through */
+
     case PR_OUTCOME_TERMINATING:
         if (ctx->outcome == NGX_HTTP_POD_ROUTER_NONE) {
             ctx->outcome = NGX_HTTP_POD_ROUTER_WAIT;
@@ -581,6 +638,9 @@ ngx_http_pod_router_publish_done(ngx_http_pod_router_ctx_t *ctx,
                                  NGX_HTTP_POD_ROUTER_UNAVAILABLE);
         return;
     }
+
+    /* what the route script wrote as the session's stage */
+    ctx->stage = "queued";
 
     ngx_http_pod_router_park(ctx);
 }
@@ -1186,19 +1246,45 @@ ngx_http_pod_router_send_text(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The waiting page: the stage in the heading, a sentence for it, and a
+ * reload. The stage is one of the core's own words, never text from Redis;
+ * it is escaped all the same.
+ */
+
 static ngx_int_t
-ngx_http_pod_router_send_page(ngx_http_request_t *r)
+ngx_http_pod_router_send_page(ngx_http_request_t *r, const char *stage)
 {
+    size_t            len;
+    u_char           *p;
+    ngx_str_t         word, sentence;
     ngx_buf_t        *b;
+    ngx_uint_t        i;
     ngx_table_elt_t  *h;
 
-    static u_char  page[] =
+    static ngx_str_t  head = ngx_string(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         "<meta http-equiv=\"refresh\" content=\""
         NGX_HTTP_POD_ROUTER_RETRY_AFTER "\">"
         "<title>Starting your environment</title></head>\n"
-        "<body><h1>Starting your environment&hellip;</h1>"
-        "<p>This page reloads itself when it is ready.</p></body></html>\n";
+        "<body><h1>Starting your environment&hellip;");
+
+    static ngx_str_t  tail = ngx_string(
+        "<p>This page reloads itself when it is ready.</p></body></html>\n");
+
+    static ngx_str_t  sentences[][2] = {
+        { ngx_string("queued"),
+          ngx_string("Your request is queued.") },
+        { ngx_string("creating"),
+          ngx_string("Your environment is being created.") },
+        { ngx_string("scheduled"),
+          ngx_string("A machine has been found for it.") },
+        { ngx_string("pulling image"),
+          ngx_string("Its image is being downloaded; the first start on a "
+                     "machine takes longest.") },
+        { ngx_string("starting"),
+          ngx_string("It is starting up.") }
+    };
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1212,19 +1298,79 @@ ngx_http_pod_router_send_page(ngx_http_request_t *r)
     ngx_str_set(&h->key, "Cache-Control");
     ngx_str_set(&h->value, "no-store");
 
-    b = ngx_calloc_buf(r->pool);
+    ngx_str_null(&word);
+    ngx_str_null(&sentence);
+
+    if (stage) {
+        word.data = (u_char *) stage;
+        word.len = ngx_strlen(stage);
+
+        for (i = 0; i < sizeof(sentences) / sizeof(sentences[0]); i++) {
+            if (sentences[i][0].len == word.len
+                && ngx_strncmp(sentences[i][0].data, word.data, word.len) == 0)
+            {
+                sentence = sentences[i][1];
+                break;
+            }
+        }
+    }
+
+    len = head.len + sizeof(" ()</h1>") - 1
+          + word.len + ngx_escape_html(NULL, word.data, word.len)
+          + sizeof("<p></p>") - 1 + sentence.len + tail.len;
+
+    b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->pos = page;
-    b->last = page + sizeof(page) - 1;
-    b->memory = 1;
+    p = ngx_cpymem(b->last, head.data, head.len);
+
+    if (word.len) {
+        p = ngx_cpymem(p, " (", 2);
+        p = (u_char *) ngx_escape_html(p, word.data, word.len);
+        *p++ = ')';
+    }
+
+    p = ngx_cpymem(p, "</h1>", sizeof("</h1>") - 1);
+
+    if (sentence.len) {
+        p = ngx_cpymem(p, "<p>", 3);
+        p = ngx_cpymem(p, sentence.data, sentence.len);
+        p = ngx_cpymem(p, "</p>", 4);
+    }
+
+    b->last = ngx_cpymem(p, tail.data, tail.len);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
     return ngx_http_pod_router_send_buffer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "text/html", b);
+}
+
+
+/* X-Pod-Router-Stage: how far the creation got; nothing if not known */
+
+static ngx_int_t
+ngx_http_pod_router_stage_header(ngx_http_request_t *r, const char *stage)
+{
+    ngx_table_elt_t  *h;
+
+    if (stage == NULL) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Pod-Router-Stage");
+    h->value.data = (u_char *) stage;
+    h->value.len = ngx_strlen(stage);
+
+    return NGX_OK;
 }
 
 

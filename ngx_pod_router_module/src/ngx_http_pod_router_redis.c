@@ -27,6 +27,9 @@
 #define NGX_HTTP_POD_ROUTER_OP_ROUTE      1
 #define NGX_HTTP_POD_ROUTER_OP_READ       2
 
+/* the route script's KEYS[4..8], in pr_redis_key_t's order from pool_free */
+#define NGX_HTTP_POD_ROUTER_POOL_KEYS     5
+
 
 typedef enum {
     NGX_HTTP_POD_ROUTER_LINK_DOWN = 0,
@@ -91,6 +94,7 @@ static ngx_flag_t                  ngx_http_pod_router_exiting;
 
 /* per worker: keys that do not depend on the request */
 static char  ngx_http_pod_router_activity_key[128];
+static char  ngx_http_pod_router_pool_key[NGX_HTTP_POD_ROUTER_POOL_KEYS][128];
 static char  ngx_http_pod_router_channel[128];
 static char  ngx_http_pod_router_lock_ttl[NGX_INT_T_LEN + 1];
 static char  ngx_http_pod_router_pending_ttl[NGX_INT_T_LEN + 1];
@@ -121,6 +125,20 @@ ngx_http_pod_router_redis_init_worker(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "pod_router: cannot build the Redis key names");
         return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_POD_ROUTER_POOL_KEYS; i++) {
+        if (pr_redis_key((pr_redis_key_t) (PR_KEY_POOL_FREE + i),
+                         (char *) prmcf->redis_key_prefix.data,
+                         prmcf->redis_key_prefix.len, NULL, 0,
+                         ngx_http_pod_router_pool_key[i],
+                         sizeof(ngx_http_pod_router_pool_key[i]), NULL)
+            != PR_OK)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "pod_router: cannot build the Redis key names");
+            return NGX_ERROR;
+        }
     }
 
     ngx_sprintf((u_char *) ngx_http_pod_router_lock_ttl, "%M%Z",
@@ -548,8 +566,9 @@ ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
     ngx_http_pod_router_op_t *op)
 {
     char         session[256], lock[256];
-    size_t       lens[12];
-    const char  *argv[12], *sha;
+    size_t       lens[17];
+    ngx_uint_t   i;
+    const char  *argv[17], *sha;
 
     if (ngx_http_pod_router_pod_key(PR_KEY_SESSION, ctx->pod, ctx->pod_len,
                                     session, sizeof(session), &lens[3])
@@ -584,27 +603,33 @@ ngx_http_pod_router_send_route(ngx_http_pod_router_ctx_t *ctx,
         lens[1] = 40;
     }
 
-    argv[2] = "3";
+    argv[2] = "8";
     lens[2] = 1;
     argv[3] = session;
     argv[4] = lock;
     argv[5] = ngx_http_pod_router_activity_key;
     lens[5] = ngx_strlen(ngx_http_pod_router_activity_key);
-    argv[6] = (char *) ctx->identity.data;
-    lens[6] = ctx->identity.len;
-    argv[7] = (char *) ctx->pod;
-    lens[7] = ctx->pod_len;
-    argv[8] = (char *) ctx->request_id.data;
-    lens[8] = ctx->request_id.len;
-    argv[9] = ngx_http_pod_router_lock_ttl;
-    lens[9] = ngx_strlen(ngx_http_pod_router_lock_ttl);
-    argv[10] = ngx_http_pod_router_pending_ttl;
-    lens[10] = ngx_strlen(ngx_http_pod_router_pending_ttl);
-    argv[11] = op->touch ? "1" : "0";
-    lens[11] = 1;
+
+    for (i = 0; i < NGX_HTTP_POD_ROUTER_POOL_KEYS; i++) {
+        argv[6 + i] = ngx_http_pod_router_pool_key[i];
+        lens[6 + i] = ngx_strlen(ngx_http_pod_router_pool_key[i]);
+    }
+
+    argv[11] = (char *) ctx->identity.data;
+    lens[11] = ctx->identity.len;
+    argv[12] = (char *) ctx->pod;
+    lens[12] = ctx->pod_len;
+    argv[13] = (char *) ctx->request_id.data;
+    lens[13] = ctx->request_id.len;
+    argv[14] = ngx_http_pod_router_lock_ttl;
+    lens[14] = ngx_strlen(ngx_http_pod_router_lock_ttl);
+    argv[15] = ngx_http_pod_router_pending_ttl;
+    lens[15] = ngx_strlen(ngx_http_pod_router_pending_ttl);
+    argv[16] = op->touch ? "1" : "0";
+    lens[16] = 1;
 
     return redisAsyncCommandArgv(ngx_http_pod_router_command_link.ac,
-                                 ngx_http_pod_router_on_route_reply, op, 12,
+                                 ngx_http_pod_router_on_route_reply, op, 17,
                                  argv, lens)
            == REDIS_OK ? NGX_OK : NGX_ERROR;
 }

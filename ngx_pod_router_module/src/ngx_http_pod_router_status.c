@@ -10,6 +10,10 @@
 #include "ngx_http_pod_router.h"
 
 
+static void ngx_http_pod_router_observe(ngx_uint_t base,
+    ngx_msec_t *buckets, ngx_uint_t n, ngx_msec_t ms);
+static u_char *ngx_http_pod_router_histogram(u_char *p, char *name,
+    char *label, ngx_uint_t base, ngx_msec_t *buckets, ngx_uint_t n);
 static ngx_int_t ngx_http_pod_router_status_handler(ngx_http_request_t *r);
 
 
@@ -19,10 +23,21 @@ static ngx_msec_t  ngx_http_pod_router_buckets[] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
 };
 
+/* a warm pod answers in milliseconds, a cold start takes up to minutes */
+static ngx_msec_t  ngx_http_pod_router_new_pod_buckets[
+                                     NGX_HTTP_POD_ROUTER_NEW_POD_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+    120000
+};
+
+static char  *ngx_http_pod_router_new_pod_labels[] = {
+    "path=\"warm\"", "path=\"cold\""
+};
+
 static char  *ngx_http_pod_router_outcome_labels[] = {
-    "", "hit", "cache_hit", "miss", "wait", "starting", "timeout", "failed",
-    "unavailable", "overload", "no_identity", "bad_identity", "forbidden",
-    "conflict", "invalid_token", "untrusted_address"
+    "", "hit", "cache_hit", "miss", "claimed", "wait", "starting", "timeout",
+    "failed", "unavailable", "overload", "no_identity", "bad_identity",
+    "forbidden", "conflict", "invalid_token", "untrusted_address"
 };
 
 static char  *ngx_http_pod_router_reject_labels[] = {
@@ -83,21 +98,43 @@ ngx_http_pod_router_count(ngx_uint_t metric, ngx_atomic_int_t delta)
 void
 ngx_http_pod_router_observe_wait(ngx_msec_t ms)
 {
+    ngx_http_pod_router_observe(NGX_HTTP_POD_ROUTER_M_WAIT_COUNT,
+                                ngx_http_pod_router_buckets,
+                                sizeof(ngx_http_pod_router_buckets)
+                                / sizeof(ngx_http_pod_router_buckets[0]),
+                                ms);
+}
+
+
+void
+ngx_http_pod_router_observe_new_pod(ngx_uint_t path, ngx_msec_t ms)
+{
+    ngx_http_pod_router_observe(NGX_HTTP_POD_ROUTER_M_NEW_POD
+                                + path * NGX_HTTP_POD_ROUTER_NEW_POD_SLOTS,
+                                ngx_http_pod_router_new_pod_buckets,
+                                NGX_HTTP_POD_ROUTER_NEW_POD_BUCKETS, ms);
+}
+
+
+/* a histogram's metrics from base on: count, sum in ms, n buckets, +Inf */
+
+static void
+ngx_http_pod_router_observe(ngx_uint_t base, ngx_msec_t *buckets,
+    ngx_uint_t n, ngx_msec_t ms)
+{
     ngx_uint_t  i;
 
-    ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAIT_COUNT, 1);
-    ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS, ms);
+    ngx_http_pod_router_count(base, 1);
+    ngx_http_pod_router_count(base + 1, ms);
 
-    for (i = 0; i < sizeof(ngx_http_pod_router_buckets)
-                    / sizeof(ngx_http_pod_router_buckets[0]); i++)
-    {
-        if (ms <= ngx_http_pod_router_buckets[i]) {
+    for (i = 0; i < n; i++) {
+        if (ms <= buckets[i]) {
             break;
         }
     }
 
     /* stored per bucket; the handler sums them into cumulative buckets */
-    ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + i, 1);
+    ngx_http_pod_router_count(base + 2 + i, 1);
 }
 
 
@@ -123,8 +160,7 @@ ngx_http_pod_router_status_handler(ngx_http_request_t *r)
     size_t        size;
     ngx_int_t     rc;
     ngx_buf_t    *b;
-    ngx_uint_t    i, n;
-    ngx_atomic_uint_t  cumulative;
+    ngx_uint_t    i;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -135,7 +171,8 @@ ngx_http_pod_router_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    size = 8192;
+    /* about 5.5 KB with every value 0, 7 KB with every value at its widest */
+    size = 16384;
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -193,30 +230,37 @@ ngx_http_pod_router_status_handler(ngx_http_request_t *r)
         ngx_http_pod_router_value(NGX_HTTP_POD_ROUTER_M_NOTIFICATIONS),
         ngx_http_pod_router_value(NGX_HTTP_POD_ROUTER_M_WAITING));
 
-    n = sizeof(ngx_http_pod_router_buckets)
-        / sizeof(ngx_http_pod_router_buckets[0]);
-    cumulative = 0;
-
-    for (i = 0; i < n; i++) {
-        cumulative += ngx_http_pod_router_value(
-                                      NGX_HTTP_POD_ROUTER_M_WAIT_BUCKETS + i);
-        b->last = ngx_sprintf(b->last,
-                              "pod_router_wait_seconds_bucket{le=\"%.3f\"} "
-                              "%uA\n",
-                              (double) ngx_http_pod_router_buckets[i] / 1000,
-                              cumulative);
-    }
+    b->last = ngx_http_pod_router_histogram(b->last,
+                                  "pod_router_wait_seconds", NULL,
+                                  NGX_HTTP_POD_ROUTER_M_WAIT_COUNT,
+                                  ngx_http_pod_router_buckets,
+                                  sizeof(ngx_http_pod_router_buckets)
+                                  / sizeof(ngx_http_pod_router_buckets[0]));
 
     b->last = ngx_sprintf(b->last,
-                          "pod_router_wait_seconds_bucket{le=\"+Inf\"} %uA\n"
-                          "pod_router_wait_seconds_sum %.3f\n"
-                          "pod_router_wait_seconds_count %uA\n",
-                          ngx_http_pod_router_value(
-                                        NGX_HTTP_POD_ROUTER_M_WAIT_COUNT),
-                          (double) ngx_http_pod_router_value(
-                                   NGX_HTTP_POD_ROUTER_M_WAIT_SUM_MS) / 1000,
-                          ngx_http_pod_router_value(
-                                        NGX_HTTP_POD_ROUTER_M_WAIT_COUNT));
+        "# HELP pod_router_pool_claims_total New users who took a warm pool "
+        "pod.\n"
+        "# TYPE pod_router_pool_claims_total counter\n"
+        "pod_router_pool_claims_total %uA\n"
+        "# HELP pod_router_pool_empty_total New users who found the warm pool "
+        "empty and wait for a cold start.\n"
+        "# TYPE pod_router_pool_empty_total counter\n"
+        "pod_router_pool_empty_total %uA\n"
+        "# HELP pod_router_new_pod_seconds How long a new user's request "
+        "waited for its pod, from a warm pool or a cold start.\n"
+        "# TYPE pod_router_new_pod_seconds histogram\n",
+        ngx_http_pod_router_value(NGX_HTTP_POD_ROUTER_M_POOL_CLAIMS),
+        ngx_http_pod_router_value(NGX_HTTP_POD_ROUTER_M_POOL_EMPTY));
+
+    for (i = 0; i < NGX_HTTP_POD_ROUTER_NEW_POD_PATHS; i++) {
+        b->last = ngx_http_pod_router_histogram(b->last,
+                                  "pod_router_new_pod_seconds",
+                                  ngx_http_pod_router_new_pod_labels[i],
+                                  NGX_HTTP_POD_ROUTER_M_NEW_POD
+                                  + i * NGX_HTTP_POD_ROUTER_NEW_POD_SLOTS,
+                                  ngx_http_pod_router_new_pod_buckets,
+                                  NGX_HTTP_POD_ROUTER_NEW_POD_BUCKETS);
+    }
 
     b->last = ngx_sprintf(b->last,
         "# HELP pod_router_identity_rejected_total Requests refused before "
@@ -237,4 +281,46 @@ ngx_http_pod_router_status_handler(ngx_http_request_t *r)
 
     return ngx_http_pod_router_send_buffer(r, NGX_HTTP_OK,
                               "text/plain; version=0.0.4; charset=utf-8", b);
+}
+
+
+/* one histogram's lines; label (or NULL) goes before "le" */
+
+static u_char *
+ngx_http_pod_router_histogram(u_char *p, char *name, char *label,
+    ngx_uint_t base, ngx_msec_t *buckets, ngx_uint_t n)
+{
+    char               *comma;
+    double              sum;
+    ngx_uint_t          i;
+    ngx_atomic_uint_t   count, cumulative;
+
+    comma = label ? "," : "";
+    label = label ? label : "";
+    cumulative = 0;
+
+    for (i = 0; i < n; i++) {
+        cumulative += ngx_http_pod_router_value(base + 2 + i);
+        p = ngx_sprintf(p, "%s_bucket{%s%sle=\"%.3f\"} %uA\n",
+                        name, label, comma, (double) buckets[i] / 1000,
+                        cumulative);
+    }
+
+    /*
+     * Read after the buckets, and once: observe() counts before it fills a
+     * bucket, so "+Inf" is never below another bucket and equals "_count".
+     */
+    count = ngx_http_pod_router_value(base);
+    sum = (double) ngx_http_pod_router_value(base + 1) / 1000;
+
+    p = ngx_sprintf(p, "%s_bucket{%s%sle=\"+Inf\"} %uA\n",
+                    name, label, comma, count);
+
+    if (*label) {
+        return ngx_sprintf(p, "%s_sum{%s} %.3f\n%s_count{%s} %uA\n",
+                           name, label, sum, name, label, count);
+    }
+
+    return ngx_sprintf(p, "%s_sum %.3f\n%s_count %uA\n",
+                       name, sum, name, count);
 }

@@ -60,6 +60,7 @@ static ngx_str_t  ngx_http_pod_router_outcome_names[] = {
     ngx_string("HIT"),
     ngx_string("CACHE_HIT"),
     ngx_string("MISS"),
+    ngx_string("CLAIMED"),
     ngx_string("WAIT"),
     ngx_string("STARTING"),
     ngx_string("TIMEOUT"),

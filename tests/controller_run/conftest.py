@@ -175,13 +175,20 @@ class Stack:
         pending session), then publish the creation event. Returns the pod."""
         pod = self.pod_name(identity)
         request_id = uuid.uuid4().hex
-        keys = [f"{KEY_PREFIX}session:{pod}", f"{KEY_PREFIX}creating:{pod}", f"{KEY_PREFIX}activity"]
-        reply = self.route(keys=keys, args=[identity, pod, request_id, "60000", "600000", "1"])
-        assert reply[0] in ("create", "pending", "ready"), reply
+        reply = self.route(keys=self.route_keys(pod),
+                           args=[identity, pod, request_id, "60000", "600000", "1"])
+        assert reply[0] in ("create", "pending", "ready", "claimed"), reply
         if reply[0] == "create":
             self.publish({"version": 1, "identity": identity, "pod": pod, "request_id": request_id,
                           "timestamp_ms": int(time.time() * 1000)})
         return pod
+
+    @staticmethod
+    def route_keys(pod):
+        """The route script's KEYS, in its order (docs/redis-schema.md)."""
+        return [f"{KEY_PREFIX}session:{pod}", f"{KEY_PREFIX}creating:{pod}", f"{KEY_PREFIX}activity",
+                f"{KEY_PREFIX}pool:free", f"{KEY_PREFIX}pool:address", f"{KEY_PREFIX}pool:claims",
+                f"{KEY_PREFIX}pool:claimed", f"{KEY_PREFIX}pool:target"]
 
     def publish(self, event, raw=None):
         """As the module publishes: declare the topology on a new connection

@@ -101,7 +101,9 @@ struct Fixture {
 
     ReplyPtr route(std::string_view identity, std::string_view request_id,
                    std::string_view lock_ttl_ms = kLockTtlMs, std::string_view touch = "1") {
-        return run(Script::kRoute, {session(), lock(), keys.activity()},
+        return run(Script::kRoute,
+                   {session(), lock(), keys.activity(), keys.pool_free(), keys.pool_address(),
+                    keys.pool_claims(), keys.pool_claimed(), keys.pool_target()},
                    {std::string(identity), std::string(kPod), std::string(request_id),
                     std::string(lock_ttl_ms), std::string(kPendingTtlMs), std::string(touch)});
     }
@@ -122,6 +124,13 @@ struct Fixture {
     ReplyPtr finish_reap() {
         return run(Script::kFinishReap, {session(), keys.activity(), lock()},
                    {std::string(kPod), keys.notify_channel()});
+    }
+
+    ReplyPtr pool(Script script, const std::vector<std::string> &arguments) {
+        return run(script, {keys.pool_free(), keys.pool_address(), keys.pool_claimed()}, arguments);
+    }
+    ReplyPtr set_stage(std::string_view identity, std::string_view stage) {
+        return run(Script::kSetStage, {session()}, {std::string(identity), std::string(stage)});
     }
 
     std::string field(std::string_view name) {
@@ -337,6 +346,90 @@ void touching_is_the_gateways_choice_and_never_resurrects(void **state) {
     assert_true(std::stoll(f.activity_score()) > std::stoll(ready_at));
 }
 
+void a_new_user_claims_a_free_pool_pod_once(void **state) {
+    Fixture &f = fixture_of(state);
+    assert_string_view_equal(
+        word(f.pool(Script::kPoolReady, {"user--pool-aa", "127.0.0.9", "8080"}), 0), "ok");
+    ReplyPtr claimed = f.route(kIdentity, "req-1");
+    assert_string_view_equal(word(claimed, 0), "claimed");
+    assert_string_view_equal(word(claimed, 1), "127.0.0.9");
+    assert_string_view_equal(word(claimed, 2), "8080");
+    assert_string_view_equal(f.field("state"), "ready");
+    assert_string_view_equal(f.field("origin"), "pool");
+    assert_string_view_equal(f.field("pod"), "user--pool-aa");
+    assert_string_view_equal(f.field("stage"), "ready");
+    assert_true(f.activity_score() != "(nil)");
+    assert_int_equal(f.integer({"SCARD", f.keys.pool_free()}), 0);
+    assert_int_equal(f.integer({"HLEN", f.keys.pool_address()}), 0);
+    ReplyPtr claims = command(f.redis.get(), {"LRANGE", f.keys.pool_claims(), "0", "-1"});
+    assert_int_equal(claims->elements, 1);
+    assert_string_view_equal(word(claims, 0), "user--pool-aa " + std::string(kPod));
+    // No lock, no event: the user is ready.
+    assert_int_equal(f.integer({"EXISTS", f.lock()}), 0);
+    // The same user again is simply ready at that address.
+    assert_string_view_equal(word(f.route(kIdentity, "req-2"), 0), "ready");
+    // A claimed pod is never offered again, whatever a lagging watch says.
+    ReplyPtr again = f.pool(Script::kPoolReady, {"user--pool-aa", "127.0.0.9", "8080"});
+    assert_string_view_equal(word(again, 0), "claimed");
+    assert_string_view_equal(word(again, 1), kPod);
+    assert_int_equal(f.integer({"SCARD", f.keys.pool_free()}), 0);
+    // Its user's late cold pod supersedes nothing.
+    assert_string_view_equal(word(f.mark_ready()), "superseded");
+    assert_string_view_equal(word(f.mark_failed("late")), "superseded");
+    assert_string_view_equal(f.field("ip"), "127.0.0.9");
+    // Deleted: forgotten everywhere.
+    assert_string_view_equal(word(f.pool(Script::kPoolForget, {"user--pool-aa"})), "ok");
+    assert_int_equal(f.integer({"HLEN", f.keys.pool_claimed()}), 0);
+}
+
+void an_empty_pool_falls_back_to_a_cold_start_and_says_so(void **state) {
+    Fixture &f = fixture_of(state);
+    ReplyPtr off = f.route(kIdentity, "req-1");
+    assert_string_view_equal(word(off, 0), "create");
+    assert_string_view_equal(word(off, 1), "off");
+    assert_string_view_equal(f.field("stage"), "queued");
+    assert_string_view_equal(f.field("origin"), "cold");
+    command(f.redis.get(), {"DEL", f.session(), f.lock()});
+    command(f.redis.get(), {"SET", f.keys.pool_target(), "5"});
+    ReplyPtr empty = f.route(kIdentity, "req-2");
+    assert_string_view_equal(word(empty, 0), "create");
+    assert_string_view_equal(word(empty, 1), "empty");
+    // A pod offered while this user waits is not taken: one user, one pod.
+    f.pool(Script::kPoolReady, {"user--pool-bb", "127.0.0.9", "8080"});
+    ReplyPtr pending = f.route(kIdentity, "req-3");
+    assert_string_view_equal(word(pending, 0), "pending");
+    assert_string_view_equal(word(pending, 1), "queued");
+    assert_int_equal(f.integer({"SCARD", f.keys.pool_free()}), 1);
+}
+
+void stages_are_written_only_to_a_pending_session_of_the_same_identity(void **state) {
+    Fixture &f = fixture_of(state);
+    assert_string_view_equal(word(f.set_stage(kIdentity, "creating")), "changed");
+    assert_int_equal(f.integer({"EXISTS", f.session()}), 0);
+    f.route(kIdentity, "req-1");
+    assert_string_view_equal(word(f.set_stage("ALICE", "creating")), "changed");
+    assert_string_view_equal(word(f.set_stage(kIdentity, "pulling image")), "ok");
+    assert_string_view_equal(word(f.route(kIdentity, "req-2"), 1), "pulling image");
+    f.mark_ready();
+    assert_string_view_equal(f.field("stage"), "ready");
+    assert_string_view_equal(word(f.set_stage(kIdentity, "starting")), "changed");
+    assert_string_view_equal(f.field("stage"), "ready");
+}
+
+void retiring_takes_only_a_free_pod(void **state) {
+    Fixture &f = fixture_of(state);
+    assert_string_view_equal(word(f.pool(Script::kPoolRetire, {"user--pool-cc"}), 0), "gone");
+    f.pool(Script::kPoolReady, {"user--pool-cc", "127.0.0.9", "8080"});
+    assert_string_view_equal(word(f.pool(Script::kPoolRetire, {"user--pool-cc"}), 0), "ok");
+    assert_string_view_equal(word(f.route(kIdentity, "req-1"), 0), "create");
+    command(f.redis.get(), {"DEL", f.session(), f.lock()});
+    f.pool(Script::kPoolReady, {"user--pool-dd", "127.0.0.9", "8080"});
+    assert_string_view_equal(word(f.route(kIdentity, "req-2"), 0), "claimed");
+    ReplyPtr retired = f.pool(Script::kPoolRetire, {"user--pool-dd"});
+    assert_string_view_equal(word(retired, 0), "claimed");
+    assert_string_view_equal(word(retired, 1), kPod);
+}
+
 void every_reply_word_is_one_the_core_knows(void **state) {
     Fixture &f = fixture_of(state);
     std::vector<ReplyPtr> replies;
@@ -369,6 +462,12 @@ int main() {
         cmocka_unit_test_setup_teardown(only_the_owner_abandons_a_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(touching_is_the_gateways_choice_and_never_resurrects, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_new_user_claims_a_free_pool_pod_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_empty_pool_falls_back_to_a_cold_start_and_says_so, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            stages_are_written_only_to_a_pending_session_of_the_same_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(retiring_takes_only_a_free_pod, setup, teardown),
         cmocka_unit_test_setup_teardown(every_reply_word_is_one_the_core_knows, setup, teardown),
     };
     return cmocka_run_group_tests_name("redis_scripts", tests, nullptr, nullptr);

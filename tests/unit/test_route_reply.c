@@ -50,6 +50,28 @@ ready_gives_a_checked_address(void **state)
 
 
 static void
+claimed_gives_a_checked_address_of_its_own_outcome(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *claimed[] = { "claimed", "10.244.3.9", "8888" };
+    const char        *outside[] = { "claimed", "pool.example.com", "80" };
+    const char        *no_port[] = { "claimed", "10.244.3.9" };
+
+    (void) state;
+
+    assert_int_equal(parse(claimed, 3, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_CLAIMED);
+    assert_string_equal(result.ip, "10.244.3.9");
+    assert_int_equal(result.port, 8888);
+
+    assert_int_equal(parse(outside, 3, &result, err), PR_BAD_REPLY);
+    assert_non_null(strstr(err, "literal IP"));
+    assert_int_equal(parse(no_port, 2, &result, err), PR_BAD_REPLY);
+}
+
+
+static void
 ready_with_a_bad_address_is_refused(void **state)
 {
     size_t             i;
@@ -154,6 +176,83 @@ waiting_outcomes_and_unknown_words(void **state)
 }
 
 
+static void
+create_says_whether_the_pool_was_empty(void **state)
+{
+    char               err[PR_ERROR_SIZE];
+    pr_route_result_t  result;
+    const char        *empty[] = { "create", "empty" };
+    const char        *off[] = { "create", "off" };
+    const char        *bare[] = { "create" };
+    const char        *other[] = { "create", "EMPTY" };
+
+    (void) state;
+
+    assert_int_equal(parse(empty, 2, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_CREATE);
+    assert_int_equal(result.pool_empty, 1);
+
+    assert_int_equal(parse(off, 2, &result, err), PR_OK);
+    assert_int_equal(result.outcome, PR_OUTCOME_CREATE);
+    assert_int_equal(result.pool_empty, 0);
+
+    /* a result reused from an empty pool's reply is cleared */
+    assert_int_equal(parse(bare, 1, &result, err), PR_OK);
+    assert_int_equal(result.pool_empty, 0);
+    assert_int_equal(parse(other, 2, &result, err), PR_OK);
+    assert_int_equal(result.pool_empty, 0);
+}
+
+
+static void
+pending_names_a_known_stage_only(void **state)
+{
+    size_t             i;
+    char               err[PR_ERROR_SIZE], word[32];
+    pr_route_result_t  result;
+    const char        *reply[2];
+    const char        *shown[] = { "queued", "creating", "scheduled",
+                                   "pulling image", "starting" };
+    const char        *hidden[] = { "", "ready", "failed", "Pulling image",
+                                    "pulling image ", "<b>pulling</b>",
+                                    "starting\r\nX-Evil: 1" };
+
+    (void) state;
+
+    reply[0] = "pending";
+
+    for (i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+        /* a copy, as a reply buffer would be: the linker may merge equal
+         * string literals of the test and the core */
+        strcpy(word, shown[i]);
+        reply[1] = word;
+        assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+        assert_int_equal(result.outcome, PR_OUTCOME_PENDING);
+        assert_string_equal(result.stage, shown[i]);
+        /* the core's own string, not a pointer into the reply */
+        assert_true(result.stage != word);
+    }
+
+    for (i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        reply[1] = hidden[i];
+        assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+        assert_string_equal(result.stage, "queued");
+    }
+
+    /* an older script's bare reply, and a nil */
+    assert_int_equal(parse(reply, 1, &result, err), PR_OK);
+    assert_string_equal(result.stage, "queued");
+    reply[1] = NULL;
+    assert_int_equal(parse(reply, 2, &result, err), PR_OK);
+    assert_string_equal(result.stage, "queued");
+
+    /* only a pending reply has a stage */
+    reply[0] = "terminating";
+    assert_int_equal(parse(reply, 1, &result, err), PR_OK);
+    assert_null(result.stage);
+}
+
+
 static pr_status_t
 read_session(const char **fields, size_t count, const char *identity,
     pr_route_result_t *result, char *err)
@@ -246,9 +345,12 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ready_gives_a_checked_address),
+        cmocka_unit_test(claimed_gives_a_checked_address_of_its_own_outcome),
         cmocka_unit_test(ready_with_a_bad_address_is_refused),
         cmocka_unit_test(failed_reasons_are_made_printable_and_bounded),
         cmocka_unit_test(waiting_outcomes_and_unknown_words),
+        cmocka_unit_test(create_says_whether_the_pool_was_empty),
+        cmocka_unit_test(pending_names_a_known_stage_only),
         cmocka_unit_test(session_read_ready_for_this_identity),
         cmocka_unit_test(session_read_leaves_everything_else_to_the_script),
         cmocka_unit_test(session_read_refuses_bad_addresses_and_shapes),

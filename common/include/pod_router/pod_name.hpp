@@ -57,6 +57,14 @@ class NamingPolicy {
     // that keeps its name: this runs on the gateway's hot path.
     Expected<std::size_t> pod_name_into(std::string_view identity, char *out) const;
 
+    // A warm pool pod's name, "<prefix>--pool-<suffix>" (suffix: lowercase
+    // hex from the caller's random source). No identity ever derives it: a
+    // derived name never has "--" right after the prefix. Empty when the
+    // suffix is not 1 to 16 lowercase hex digits.
+    std::string pool_pod_name(std::string_view suffix) const;
+    // Whether name has that form under this prefix.
+    bool is_pool_pod_name(std::string_view name) const noexcept;
+
     const std::string &prefix() const noexcept { return prefix_; }
     std::size_t max_identity_bytes() const noexcept { return max_identity_bytes_; }
 

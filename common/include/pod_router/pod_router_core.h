@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change; the module checks it at load time. */
-#define PR_CORE_API_VERSION 1
+#define PR_CORE_API_VERSION 2
 
 /* A pod name (at most 63 bytes) plus the terminating NUL. */
 #define PR_POD_NAME_SIZE 64
@@ -67,13 +67,18 @@ typedef enum {
     PR_KEY_SESSION = 0,
     PR_KEY_CREATION_LOCK,
     PR_KEY_ACTIVITY,
-    PR_KEY_NOTIFY_CHANNEL
+    PR_KEY_NOTIFY_CHANNEL,
+    PR_KEY_POOL_FREE,
+    PR_KEY_POOL_ADDRESS,
+    PR_KEY_POOL_CLAIMS,
+    PR_KEY_POOL_CLAIMED,
+    PR_KEY_POOL_TARGET
 } pr_redis_key_t;
 
 pr_status_t pr_redis_key_prefix_check(const char *key_prefix,
     size_t key_prefix_len, char *err, size_t err_size);
 
-/* pod is ignored for PR_KEY_ACTIVITY and PR_KEY_NOTIFY_CHANNEL. */
+/* pod is used only for PR_KEY_SESSION and PR_KEY_CREATION_LOCK. */
 pr_status_t pr_redis_key(pr_redis_key_t kind, const char *key_prefix,
     size_t key_prefix_len, const char *pod, size_t pod_len, char *out,
     size_t out_size, size_t *out_len);
@@ -86,7 +91,11 @@ typedef enum {
     PR_SCRIPT_FINISH_REAP,
     PR_SCRIPT_ABANDON_CREATION,
     PR_SCRIPT_TOUCH,
-    PR_SCRIPT_MARK_STALE
+    PR_SCRIPT_MARK_STALE,
+    PR_SCRIPT_SET_STAGE,
+    PR_SCRIPT_POOL_READY,
+    PR_SCRIPT_POOL_RETIRE,
+    PR_SCRIPT_POOL_FORGET
 } pr_script_t;
 
 /* Static strings, valid for the life of the process; NULL if out of range
@@ -109,7 +118,9 @@ typedef enum {
     PR_OUTCOME_GONE,
     PR_OUTCOME_CHANGED,
     PR_OUTCOME_RELEASED,
-    PR_OUTCOME_NOT_OWNER
+    PR_OUTCOME_NOT_OWNER,
+    PR_OUTCOME_CLAIMED,
+    PR_OUTCOME_SUPERSEDED
 } pr_outcome_t;
 
 pr_outcome_t pr_script_outcome(const char *word, size_t word_len);

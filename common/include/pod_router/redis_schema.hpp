@@ -25,6 +25,11 @@ inline constexpr std::string_view kSessionKeySegment = "session:";
 inline constexpr std::string_view kCreationLockKeySegment = "creating:";
 inline constexpr std::string_view kActivityKeySegment = "activity";
 inline constexpr std::string_view kNotifyChannelSegment = "notify";
+inline constexpr std::string_view kPoolFreeKeySegment = "pool:free";
+inline constexpr std::string_view kPoolAddressKeySegment = "pool:address";
+inline constexpr std::string_view kPoolClaimedKeySegment = "pool:claimed";
+inline constexpr std::string_view kPoolClaimsKeySegment = "pool:claims";
+inline constexpr std::string_view kPoolTargetKeySegment = "pool:target";
 
 // 1..64 printable ASCII characters without spaces.
 bool is_valid_redis_key_prefix(std::string_view prefix) noexcept;
@@ -42,7 +47,9 @@ inline constexpr std::int64_t kDefaultFailedSessionTtlMs = 30'000;
 // Fields of the session hash.
 namespace session_field {
 inline constexpr std::string_view kIdentity = "identity";    // the original identity bytes
-inline constexpr std::string_view kPod = "pod";              // the pod name
+inline constexpr std::string_view kPod = "pod";              // the Kubernetes pod serving it
+inline constexpr std::string_view kOrigin = "origin";        // session_origin
+inline constexpr std::string_view kStage = "stage";          // spawn_stage, while it spawns
 inline constexpr std::string_view kState = "state";          // one of session_state
 inline constexpr std::string_view kIp = "ip";                // pod IP, when ready
 inline constexpr std::string_view kPort = "port";            // pod port, when ready
@@ -60,6 +67,26 @@ inline constexpr std::string_view kFailed = "failed";
 inline constexpr std::string_view kTerminating = "terminating";
 } // namespace session_state
 
+// Where a session's pod came from. A cold session's pod carries the
+// session's own name; a warm one's is a pool pod's (pool_pod_name()).
+namespace session_origin {
+inline constexpr std::string_view kCold = "cold";
+inline constexpr std::string_view kPool = "pool";
+} // namespace session_origin
+
+// How far a creation has come, shown to the waiting user (in this order).
+namespace spawn_stage {
+inline constexpr std::string_view kQueued = "queued";     // event published (gateway)
+inline constexpr std::string_view kCreating = "creating"; // the controller asks the API
+inline constexpr std::string_view kScheduled = "scheduled";
+inline constexpr std::string_view kPullingImage = "pulling image";
+inline constexpr std::string_view kStarting = "starting"; // containers run, not Ready yet
+inline constexpr std::string_view kReady = "ready";
+inline constexpr std::string_view kFailed = "failed";
+} // namespace spawn_stage
+// A stage's place in that order (0 for queued), or -1 for any other word.
+int spawn_stage_rank(std::string_view stage) noexcept;
+
 class RedisKeys {
   public:
     static Expected<RedisKeys> create(std::string_view key_prefix = kDefaultRedisKeyPrefix);
@@ -76,6 +103,19 @@ class RedisKeys {
     std::string activity() const { return prefix_ + std::string(kActivityKeySegment); }
     // Pub/sub channel announcing "ready <pod>", "failed <pod>", "gone <pod>".
     std::string notify_channel() const { return prefix_ + std::string(kNotifyChannelSegment); }
+    // Warm pool (docs/redis-schema.md, "Warm pool"). Set: Ready, unassigned
+    // pool pods that a new user may claim.
+    std::string pool_free() const { return prefix_ + std::string(kPoolFreeKeySegment); }
+    // Hash: free pool pod -> "<ip> <port>".
+    std::string pool_address() const { return prefix_ + std::string(kPoolAddressKeySegment); }
+    // Hash: claimed pool pod -> the session it serves; kept until the pod
+    // is deleted, so a late "Ready" can never put it back in the pool.
+    std::string pool_claimed() const { return prefix_ + std::string(kPoolClaimedKeySegment); }
+    // List: "<pool pod> <session>" claims the controller has not yet
+    // labelled with their user.
+    std::string pool_claims() const { return prefix_ + std::string(kPoolClaimsKeySegment); }
+    // String: the pool size the controller keeps (absent: no pool).
+    std::string pool_target() const { return prefix_ + std::string(kPoolTargetKeySegment); }
 
     const std::string &prefix() const noexcept { return prefix_; }
 
@@ -95,6 +135,10 @@ enum class Script {
     kAbandonCreation, // gateway: publishing failed, release our own lock
     kTouch,           // gateway: record activity it served without asking Redis
     kMarkStale,       // gateway: the recorded address refused a connection
+    kSetStage,        // controller: a creation moved on (spawn_stage)
+    kPoolReady,       // controller: a pool pod is Ready: offer it, unless claimed
+    kPoolRetire,      // controller: take a free pool pod out of the pool
+    kPoolForget,      // controller: a pool pod was deleted
 };
 
 struct ScriptSpec {
@@ -107,7 +151,7 @@ struct ScriptSpec {
     std::string_view sha1;      // for EVALSHA; empty if OpenSSL could not hash
 };
 
-inline constexpr std::size_t kScriptCount = 8;
+inline constexpr std::size_t kScriptCount = 12;
 // Built once, on first use (which may throw std::bad_alloc).
 const std::array<ScriptSpec, kScriptCount> &all_scripts();
 const ScriptSpec &script_spec(Script script);
@@ -128,6 +172,8 @@ enum class ScriptOutcome {
     kChanged,     // finish_reap: state moved on, nothing deleted
     kReleased,    // abandon_creation: our lock is released
     kNotOwner,    // abandon_creation: the lock was not ours
+    kClaimed,     // route: a warm pool pod is now this session's; pool_*: not free
+    kSuperseded,  // mark_ready, mark_failed: the session is served by another pod
 };
 std::optional<ScriptOutcome> parse_script_outcome(std::string_view word) noexcept;
 std::string_view script_outcome_word(ScriptOutcome outcome) noexcept;

@@ -21,11 +21,19 @@ extern "C" {
 
 typedef struct {
     pr_outcome_t  outcome;
-    /* PR_OUTCOME_READY: a literal IPv4 or IPv6 address and a port 1..65535 */
+    /* PR_OUTCOME_READY, PR_OUTCOME_CLAIMED (a warm pool pod, just claimed):
+     * a literal IPv4 or IPv6 address and a port 1..65535 */
     char          ip[PR_IP_SIZE];
     unsigned      port;
     /* PR_OUTCOME_FAILED: one line of printable ASCII, at most 255 bytes */
     char          reason[PR_REASON_SIZE];
+    /* PR_OUTCOME_PENDING: how far the creation has come, one of the
+     * spawn stages ("queued", "creating", "scheduled", "pulling image",
+     * "starting"); a static string, never text from Redis. "queued" when
+     * Redis holds no stage or one this build does not know. */
+    const char   *stage;
+    /* PR_OUTCOME_CREATE: 1 when a warm pool is configured and was empty */
+    unsigned      pool_empty;
 } pr_route_result_t;
 
 /*
