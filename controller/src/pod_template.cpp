@@ -165,7 +165,8 @@ Expected<PodTemplate> PodTemplate::parse(const std::string &text, const std::str
 }
 
 Expected<JsonPtr> PodTemplate::render(const PodRequest &request) const {
-    Expected<std::string> digest = identity_digest(request.identity);
+    Expected<std::string> digest =
+        request.pool ? Expected<std::string>(std::string()) : identity_digest(request.identity);
     if (!digest) {
         return digest.error();
     }
@@ -178,12 +179,15 @@ Expected<JsonPtr> PodTemplate::render(const PodRequest &request) const {
     }
     // A label value holds 63 characters: the hash of the identity is the
     // selector; the identity itself, any bytes, goes into an annotation.
-    const bool built = set_string(metadata, "name", request.pod_name) &&
-                       set_string(metadata, "namespace", request.namespace_name) &&
-                       set_string(labels, kManagedByLabel, kManagedByValue) &&
-                       set_string(labels, kIdentityHashLabel, digest.value()) &&
-                       set_string(annotations, kIdentityAnnotation, request.identity) &&
-                       set_string(annotations, kCreatedAtAnnotation, request.created_at);
+    const bool common = set_string(metadata, "name", request.pod_name) &&
+                        set_string(metadata, "namespace", request.namespace_name) &&
+                        set_string(labels, kManagedByLabel, kManagedByValue) &&
+                        set_string(annotations, kCreatedAtAnnotation, request.created_at);
+    const bool built =
+        common &&
+        (request.pool ? set_string(labels, kPoolLabel, kPoolLabelValue)
+                      : set_string(labels, kIdentityHashLabel, digest.value()) &&
+                            set_string(annotations, kIdentityAnnotation, request.identity));
     if (!built) {
         return Error{ErrorCode::kInternal, "out of memory rendering the pod template"};
     }

@@ -14,12 +14,21 @@ inline constexpr const char *kManagedByValue = "pod-router";
 inline constexpr const char *kIdentityHashLabel = "pod-router.io/identity-hash";
 inline constexpr const char *kIdentityAnnotation = "pod-router.io/identity";
 inline constexpr const char *kCreatedAtAnnotation = "pod-router.io/created-at";
+// Warm pool pods (docs/controller.md, "Warm pool"): created with the pool
+// label and no user; a claim adds the session label, the identity hash and
+// the identity, and the pool label stays, so a pool pod is always known as
+// one (it is never put back: used once, then deleted).
+inline constexpr const char *kPoolLabel = "pod-router.io/pool";
+inline constexpr const char *kPoolLabelValue = "true";
+inline constexpr const char *kSessionLabel = "pod-router.io/session";
+inline constexpr const char *kClaimedAtAnnotation = "pod-router.io/claimed-at";
 
 struct PodRequest {
     std::string pod_name;
     std::string namespace_name;
-    std::string identity;
+    std::string identity;   // empty for a warm pool pod
     std::string created_at; // RFC 3339
+    bool pool = false;      // a warm pool pod: no user yet
 };
 
 class PodTemplate {

@@ -41,6 +41,7 @@ def test_the_controller_gets_exactly_what_it_uses(rendering):
         ("", "pods", "list", "pod-router-users"),
         ("", "pods", "watch", "pod-router-users"),
         ("", "pods", "delete", "pod-router-users"),
+        ("", "pods", "patch", "pod-router-users"),
         ("coordination.k8s.io", "leases", "get", "pod-router-system"),
         ("coordination.k8s.io", "leases", "create", "pod-router-system"),
         ("coordination.k8s.io", "leases", "update", "pod-router-system"),

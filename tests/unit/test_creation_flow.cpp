@@ -74,6 +74,7 @@ class FakeSessions final : public SessionWriter {
     };
 
     bool unavailable = false; // every call fails, as with Redis down
+    bool superseded = false;  // mark_ready finds a warm pod serving the session
     std::map<std::string, SessionRecord> sessions;
     int lookups = 0;
     int ready_tries = 0;
@@ -105,6 +106,9 @@ class FakeSessions final : public SessionWriter {
         if (unavailable) {
             return down();
         }
+        if (superseded) {
+            return ScriptOutcome::kSuperseded;
+        }
         ready.push_back({pod, identity, ip, port});
         put(pod, pod_router::session_state::kReady, identity);
         return ScriptOutcome::kOk;
@@ -132,6 +136,16 @@ class FakeSessions final : public SessionWriter {
     }
     int stale_tries = 0;
     std::vector<std::string> stale;
+
+    Expected<ScriptOutcome> set_stage(const std::string &pod, const std::string &identity,
+                                      std::string_view stage) override {
+        if (unavailable) {
+            return down();
+        }
+        stages.push_back(pod + " " + identity + " " + std::string(stage));
+        return ScriptOutcome::kOk;
+    }
+    std::vector<std::string> stages; // "<pod> <identity> <stage>", in order
 
   private:
     static Error down() {
@@ -221,6 +235,7 @@ PodView pod_view(const std::string &name, const std::string &identity, PodCondit
                  const std::string &reason = "") {
     PodView view;
     view.name = name;
+    view.session = name;
     view.uid = "uid-" + name;
     view.identity = identity;
     view.condition = condition;
@@ -497,6 +512,42 @@ void a_failure_is_acked_even_if_the_delete_fails(void **) {
     h.flow.recorder_step(kStart + seconds(5));
     assert_int_equal(h.recorder_api.deletes.size(), 1);
     assert_int_equal(h.settler.count(1, Settlement::kAck), 1);
+}
+
+void each_new_stage_of_a_starting_pod_is_written_once_in_order(void **) {
+    Harness h;
+    const std::string pod = h.pod("alice");
+    h.sessions.put(pod, pod_router::session_state::kPending, "alice");
+    h.flow.enqueue(h.delivery("alice", 7));
+    h.flow.creator_step(kStart);
+    h.flow.recorder_step(kStart);
+    for (const char *stage :
+         {"scheduling", "scheduled", "ContainerCreating", "ContainerCreating", "starting"}) {
+        h.flow.observe(pod_view(pod, "alice", PodCondition::kStarting, stage));
+        h.flow.recorder_step(kStart + seconds(1));
+    }
+    h.flow.observe(ready_view(pod, "alice"));
+    h.flow.recorder_step(kStart + seconds(2));
+    const std::vector<std::string> expected = {pod + " alice creating", pod + " alice scheduled",
+                                               pod + " alice pulling image",
+                                               pod + " alice starting"};
+    assert_true(h.sessions.stages == expected);
+    assert_int_equal(h.sessions.ready.size(), 1); // ready itself is mark_ready's to write
+}
+
+void a_cold_pod_whose_user_claimed_a_warm_one_is_deleted(void **) {
+    Harness h;
+    const std::string pod = h.pod("alice");
+    h.sessions.put(pod, pod_router::session_state::kPending, "alice");
+    h.flow.enqueue(h.delivery("alice", 7));
+    h.flow.creator_step(kStart);
+    h.sessions.superseded = true; // the user took a warm pod meanwhile
+    h.flow.observe(ready_view(pod, "alice"));
+    h.flow.recorder_step(kStart + seconds(1));
+    assert_int_equal(h.recorder_api.deletes.size(), 1);
+    assert_string_view_equal(h.recorder_api.deletes[0], pod);
+    assert_int_equal(h.metrics.pods_ready.value(), 0);
+    assert_int_equal(h.settler.count(7, Settlement::kAck), 1);
 }
 
 void a_pod_not_ready_in_time_is_failed_and_deleted(void **) {
@@ -849,6 +900,8 @@ int main() {
         cmocka_unit_test(a_ready_session_is_acked_at_once),
         cmocka_unit_test(a_session_being_reaped_drops_the_event),
         cmocka_unit_test(a_created_pod_is_acked_once_it_is_ready),
+        cmocka_unit_test(each_new_stage_of_a_starting_pod_is_written_once_in_order),
+        cmocka_unit_test(a_cold_pod_whose_user_claimed_a_warm_one_is_deleted),
         cmocka_unit_test(an_existing_pod_409_is_the_same_pod_and_later_deliveries_join_it),
         cmocka_unit_test(a_pod_the_api_refuses_is_recorded_as_failed),
         cmocka_unit_test(an_unavailable_api_is_retried_with_backoff_then_dead_lettered),

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "pod_router/pod_name.hpp"
+
 namespace pod_router::controller {
 
 namespace {
@@ -67,7 +69,14 @@ ApiResult KubePodApi::classify(const ApiResponse &response) {
 }
 
 ApiResult KubePodApi::create_pod(const std::string &pod, const std::string &identity) {
-    PodRequest request{pod, namespace_, identity, rfc3339_now()};
+    return create_from(PodRequest{pod, namespace_, identity, rfc3339_now(), false});
+}
+
+ApiResult KubePodApi::create_pool_pod(const std::string &pod) {
+    return create_from(PodRequest{pod, namespace_, std::string(), rfc3339_now(), true});
+}
+
+ApiResult KubePodApi::create_from(const PodRequest &request) {
     auto rendered = template_.render(request);
     if (!rendered) {
         ApiResult result;
@@ -78,6 +87,31 @@ ApiResult KubePodApi::create_pod(const std::string &pod, const std::string &iden
     const ApiResponse response = client_->request(
         "POST", "/api/v1/namespaces/" + namespace_ + "/pods", rendered.value().get());
     return classify(response);
+}
+
+ApiResult KubePodApi::label_claimed(const std::string &pod, const std::string &session,
+                                    const std::string &identity) {
+    auto digest = identity_digest(identity);
+    if (!digest) {
+        ApiResult result;
+        result.outcome = ApiOutcome::kRejected;
+        result.message = digest.error().message;
+        return result;
+    }
+    // A JSON merge patch (RFC 7386) of metadata only: the keys given are set,
+    // every other label and annotation stays. Repeating it is harmless.
+    JsonPtr patch(json_pack("{s:{s:{s:s, s:s}, s:{s:s, s:s}}}", "metadata", "labels", kSessionLabel,
+                            session.c_str(), kIdentityHashLabel, digest.value().c_str(),
+                            "annotations", kIdentityAnnotation, identity.c_str(),
+                            kClaimedAtAnnotation, rfc3339_now().c_str()));
+    if (!patch) {
+        ApiResult result;
+        result.outcome = ApiOutcome::kRejected;
+        result.message = "the claim's labels could not be encoded";
+        return result;
+    }
+    return classify(client_->request("PATCH", "/api/v1/namespaces/" + namespace_ + "/pods/" + pod,
+                                     patch.get(), "application/merge-patch+json"));
 }
 
 ApiResult KubePodApi::delete_pod(const std::string &pod) {

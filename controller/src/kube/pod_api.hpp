@@ -29,16 +29,20 @@ struct PodList {
 Expected<PodList> list_managed_pods(KubeClient &client, const std::string &pod_namespace,
                                     ControllerMetrics &metrics);
 
-class KubePodApi final : public PodApi {
+class KubePodApi final : public PodApi, public PoolPodApi {
   public:
     KubePodApi(std::unique_ptr<KubeClient> client, PodTemplate pod_template,
                std::string pod_namespace, ControllerMetrics &metrics);
 
     ApiResult create_pod(const std::string &pod, const std::string &identity) override;
     ApiResult delete_pod(const std::string &pod) override;
+    ApiResult create_pool_pod(const std::string &pod) override;
+    ApiResult label_claimed(const std::string &pod, const std::string &session,
+                            const std::string &identity) override;
     Expected<std::vector<PodView>> list_pods();
 
   private:
+    ApiResult create_from(const PodRequest &request);
     ApiResult classify(const ApiResponse &response);
 
     std::unique_ptr<KubeClient> client_;

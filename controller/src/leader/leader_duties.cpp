@@ -12,22 +12,22 @@ using Clock = std::chrono::steady_clock;
 
 LeaderDuties::LeaderDuties(DutySettings settings, SessionStore &store, KubePodApi &pods,
                            std::function<bool()> is_leader, Logger &logger,
-                           ControllerMetrics &metrics)
+                           ControllerMetrics &metrics, WarmPool *pool)
     : settings_(settings), store_(store), pods_(pods), is_leader_(std::move(is_leader)),
-      log_(logger, "leader"), metrics_(metrics) {
+      log_(logger, "leader"), metrics_(metrics), pool_(pool) {
 }
 
-bool LeaderDuties::delete_and_finish(const std::string &pod) {
+bool LeaderDuties::delete_and_finish(const std::string &session, const std::string &pod) {
     const ApiResult deleted = pods_.delete_pod(pod);
     if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
         // The session stays terminating; the reconciler finishes it later.
         log_.warn("deleting an idle pod failed", {{"pod", pod}, {"error", deleted.message}});
         return false;
     }
-    auto finished = store_.finish_reap(pod);
+    auto finished = store_.finish_reap(session);
     if (!finished) {
         log_.warn("forgetting a reaped session failed",
-                  {{"pod", pod}, {"error", finished.error().message}});
+                  {{"session", session}, {"error", finished.error().message}});
         return false;
     }
     return finished.value() == ScriptOutcome::kOk;
@@ -50,8 +50,18 @@ ReapResult LeaderDuties::reap_once() {
         return result;
     }
     result.candidates = candidates.value().size();
-    for (const std::string &pod : candidates.value()) {
-        auto claimed = store_.begin_reap(pod, idle_ms);
+    for (const std::string &session : candidates.value()) {
+        // The pod to delete: the session's own, or the warm pool pod it
+        // claimed. It never changes once a session is ready.
+        auto record = store_.session(session);
+        if (!record) {
+            log_.warn("reaper lost Redis",
+                      {{"session", session}, {"error", record.error().message}});
+            result.complete = false;
+            break;
+        }
+        const std::string pod = record.value() ? record.value()->pod : session;
+        auto claimed = store_.begin_reap(session, idle_ms);
         if (!claimed) {
             log_.warn("reaper lost Redis", {{"pod", pod}, {"error", claimed.error().message}});
             result.complete = false;
@@ -60,7 +70,7 @@ ReapResult LeaderDuties::reap_once() {
         if (claimed.value() != ScriptOutcome::kReap) {
             continue; // used since it was picked, not ready, or already gone
         }
-        if (delete_and_finish(pod)) {
+        if (delete_and_finish(session, pod)) {
             ++result.reaped;
             metrics_.pods_reaped.add();
             log_.info("reaped an idle pod",
@@ -99,7 +109,8 @@ ReconcileResult LeaderDuties::reconcile_once() {
     for (const PodView &pod : pods.value()) {
         by_name.emplace(pod.name, &pod);
     }
-    std::map<std::string, std::string> state_of; // pod -> session state
+    std::map<std::string, std::string> state_of; // session -> its state
+    std::map<std::string, std::string> pod_of;   // session -> the pod serving it
     const std::int64_t now = wall_clock_ms();
     const auto fix = [&](const char *kind, const std::string &pod, std::size_t &counter) {
         ++counter;
@@ -107,8 +118,8 @@ ReconcileResult LeaderDuties::reconcile_once() {
         log_.info("reconciled", {{"kind", kind}, {"pod", pod}});
     };
 
-    for (const std::string &pod : names.value()) {
-        auto record = store_.session(pod);
+    for (const std::string &name : names.value()) {
+        auto record = store_.session(name);
         if (!record) {
             result.complete = false;
             break;
@@ -117,36 +128,38 @@ ReconcileResult LeaderDuties::reconcile_once() {
             continue; // expired since the scan
         }
         const SessionRecord &session = *record.value();
-        state_of[pod] = session.state;
-        const auto found = by_name.find(pod);
+        state_of[name] = session.state;
+        pod_of[name] = session.pod;
+        const auto found = by_name.find(session.pod);
         const PodView *view = found == by_name.end() ? nullptr : found->second;
         const bool settled_before_list = session.updated_ms < listed_at.value();
         if (session.state == session_state::kTerminating) {
-            if (settled_before_list && delete_and_finish(pod)) {
-                fix("unfinished_reap", pod, result.reaps_finished);
+            if (settled_before_list && delete_and_finish(name, session.pod)) {
+                fix("unfinished_reap", name, result.reaps_finished);
             }
         } else if (session.state == session_state::kReady && view == nullptr &&
                    settled_before_list) {
-            auto stale = store_.mark_stale(pod, session.ip, session.port);
+            auto stale = store_.mark_stale(name, session.ip, session.port);
             if (stale && stale.value() == ScriptOutcome::kOk) {
-                fix("stale_session", pod, result.stale_sessions);
+                fix("stale_session", name, result.stale_sessions);
             }
         } else if (session.state == session_state::kPending && view != nullptr &&
                    view->condition == PodCondition::kReady) {
-            auto ready = store_.mark_ready(pod, session.identity, view->ip, view->port);
+            auto ready = store_.mark_ready(name, session.identity, view->ip, view->port);
             if (ready && ready.value() == ScriptOutcome::kOk) {
-                fix("missed_ready", pod, result.ready_recorded);
+                fix("missed_ready", name, result.ready_recorded);
             }
         }
     }
 
     for (const PodView &pod : pods.value()) {
-        if (pod.condition == PodCondition::kTerminating) {
-            continue;
+        if (pod.condition == PodCondition::kTerminating || pod.session.empty()) {
+            continue; // leaving, or a pool pod no user has (the pool tends it)
         }
         const std::int64_t age_ms = pod.created_ms > 0 ? now - pod.created_ms : 0;
-        const auto session = state_of.find(pod.name);
-        if (session == state_of.end()) {
+        const auto session = state_of.find(pod.session);
+        const bool superseded = session != state_of.end() && pod_of[pod.session] != pod.name;
+        if (session == state_of.end() || superseded) {
             if (age_ms >= settings_.orphan_grace.count()) {
                 const ApiResult deleted = pods_.delete_pod(pod.name);
                 if (deleted.outcome == ApiOutcome::kDone) {
@@ -165,7 +178,7 @@ ReconcileResult LeaderDuties::reconcile_once() {
                 pod.condition == PodCondition::kFailed
                     ? pod.reason
                     : start_timeout_reason(settings_.start_timeout, pod.reason);
-            auto failed = store_.mark_failed(pod.name, pod.identity, reason);
+            auto failed = store_.mark_failed(pod.session, pod.identity, reason);
             if (failed && failed.value() == ScriptOutcome::kOk) {
                 metrics_.pods_failed.add("Stuck");
                 pods_.delete_pod(pod.name);
@@ -188,6 +201,7 @@ void LeaderDuties::run() noexcept {
     bool was_leader = false;
     Clock::time_point next_reap = Clock::now();
     Clock::time_point next_reconcile = Clock::now();
+    Clock::time_point leader_since{};
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mutex_);
@@ -203,6 +217,7 @@ void LeaderDuties::run() noexcept {
                 // Newly elected: repair what the previous leader may have left.
                 next_reconcile = now;
                 next_reap = now;
+                leader_since = now;
             }
             was_leader = leader;
             if (!leader) {
@@ -212,6 +227,9 @@ void LeaderDuties::run() noexcept {
                 const ReconcileResult fixed = reconcile_once();
                 next_reconcile = now + (fixed.complete ? settings_.reconcile_interval
                                                        : std::chrono::milliseconds(10'000));
+            }
+            if (pool_ != nullptr) {
+                pool_->tend(leader_since == now);
             }
             if (now >= next_reap) {
                 const ReapResult reaped = reap_once();

@@ -9,9 +9,15 @@
 // terminating; then the pod is deleted and finish_reap forgets the session
 // and announces "gone", so a waiting request creates a new pod.
 //
+// Warm pool (pool/warm_pool.hpp), when there is one: tended on every pass
+// of this thread's loop (twice a second).
+//
 // Reconciler, at election and every reconcile_interval:
 //   - a managed pod without a session, older than the grace period: orphan
-//     (a crash between creation and recording), deleted;
+//     (a crash between creation and recording), deleted; so is one whose
+//     session is served by another pod (a late cold pod of a user who
+//     claimed a warm one). Unclaimed or not yet labelled pool pods are the
+//     pool's, never orphans;
 //   - a ready session whose pod no longer exists: removed (mark_stale);
 //   - a terminating session (a reap interrupted by a crash): finished;
 //   - a pod not Ready past the start timeout: failed and deleted;
@@ -29,6 +35,7 @@
 #include "kube/pod_api.hpp"
 #include "ops/log.hpp"
 #include "ops/metrics.hpp"
+#include "pool/warm_pool.hpp"
 #include "store/session_store.hpp"
 
 namespace pod_router::controller {
@@ -61,8 +68,10 @@ struct ReconcileResult {
 
 class LeaderDuties {
   public:
+    // pool may be null (no warm pool); it must outlive this object.
     LeaderDuties(DutySettings settings, SessionStore &store, KubePodApi &pods,
-                 std::function<bool()> is_leader, Logger &logger, ControllerMetrics &metrics);
+                 std::function<bool()> is_leader, Logger &logger, ControllerMetrics &metrics,
+                 WarmPool *pool = nullptr);
 
     ReapResult reap_once();
     ReconcileResult reconcile_once();
@@ -71,7 +80,8 @@ class LeaderDuties {
     void stop() noexcept;
 
   private:
-    bool delete_and_finish(const std::string &pod);
+    // Deletes the pod serving a terminating session, then forgets it.
+    bool delete_and_finish(const std::string &session, const std::string &pod);
 
     DutySettings settings_;
     SessionStore &store_;
@@ -79,6 +89,7 @@ class LeaderDuties {
     std::function<bool()> is_leader_;
     ComponentLog log_;
     ControllerMetrics &metrics_;
+    WarmPool *pool_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;

@@ -54,7 +54,8 @@ void CreationFlow::observe(const PodView &pod) {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto before = pods_.find(pod.name);
         if (before != pods_.end() && pod.restarts > before->second.restarts &&
-            pod.condition != PodCondition::kTerminating && tracked_.count(pod.name) == 0) {
+            pod.condition != PodCondition::kTerminating && tracked_.count(pod.name) == 0 &&
+            !pod.session.empty()) {
             // A container of a pod that serves a user died: the user gets a
             // new pod rather than a restarted process whose state may be
             // broken (the recorder deletes it, with its session's address).
@@ -117,6 +118,18 @@ std::optional<PodView> CreationFlow::cached(const std::string &pod) const {
         return std::nullopt;
     }
     return found->second;
+}
+
+void CreationFlow::write_stage(SessionWriter &sessions, const std::string &pod,
+                               const std::string &identity, std::string_view stage) {
+    // Progress for a waiting user, nothing more: a failure is only logged,
+    // and the outcome (ready or failed) is written regardless.
+    auto written = sessions.set_stage(pod, identity, stage);
+    if (!written) {
+        log_.debug(
+            "writing the spawn stage failed",
+            {{"pod", pod}, {"stage", std::string(stage)}, {"error", written.error().message}});
+    }
 }
 
 std::size_t CreationFlow::unsettled() const {
@@ -213,6 +226,8 @@ CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point n
 
 CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
                                                   const Delivery &delivery, Clock::time_point now) {
+    // The event is picked up: the waiting user sees "creating" from here.
+    write_stage(creator_sessions_, event.pod, event.identity, spawn_stage::kCreating);
     if (const auto known = cached(event.pod)) {
         if (!known->identity.empty() && known->identity != event.identity) {
             // Two identities with the same hashed name: astronomically rare,
@@ -294,6 +309,7 @@ void CreationFlow::track(const CreationEvent &event, const Delivery &delivery,
             tracked.deadline = now + settings_.start_timeout;
             tracked.retry_at = now;
             tracked.recreate = recreate;
+            tracked.stage = std::string(spawn_stage::kCreating); // written before the create
         }
         tracked.deliveries.emplace_back(delivery.connection, delivery.tag);
         changed_.insert(event.pod);
@@ -395,7 +411,8 @@ void CreationFlow::recorder_step(Clock::time_point now) {
 void CreationFlow::replace_restarted(const PodView &before) {
     // The session first, so that no request is sent to the old address once
     // "gone" is announced; it is removed only if it still points there.
-    auto stale = recorder_sessions_.mark_stale(before.name, before.ip, std::to_string(before.port));
+    auto stale =
+        recorder_sessions_.mark_stale(before.session, before.ip, std::to_string(before.port));
     if (!stale) {
         // The pod is deleted all the same; the gateway or the reconciler
         // removes the session once its address refuses.
@@ -488,7 +505,13 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
             retry_later(written.error().message);
             return;
         }
-        if (written.value() == ScriptOutcome::kOk) {
+        if (written.value() == ScriptOutcome::kSuperseded) {
+            // The user claimed a warm pod while this event waited: this one
+            // is nobody's. Deleting it now spares the reconciler the orphan.
+            const ApiResult deleted = recorder_api_.delete_pod(pod);
+            log_.info("deleting a cold pod: its user claimed a warm one meanwhile",
+                      {{"pod", pod}, {"api", deleted.message}});
+        } else if (written.value() == ScriptOutcome::kOk) {
             metrics_.pods_ready.add();
             if (view->created_ms > 0) {
                 metrics_.start_seconds.observe(static_cast<double>(std::max<std::int64_t>(
@@ -506,6 +529,17 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
     if (view && view->condition == PodCondition::kFailed) {
         fail_tracked(pod, view->reason, true, now);
         return;
+    }
+    if (view && view->condition == PodCondition::kStarting) {
+        const std::string_view stage = spawn_stage_of(*view);
+        if (stage != entry.stage) {
+            write_stage(recorder_sessions_, pod, entry.identity, stage);
+            const std::lock_guard<std::mutex> lock(mutex_);
+            const auto found = tracked_.find(pod);
+            if (found != tracked_.end()) {
+                found->second.stage = std::string(stage);
+            }
+        }
     }
     if (!entry.recreate && (going || gone || entry.deleted)) {
         fail_tracked(pod, "Deleted: the pod was deleted before it was ready", false, now);

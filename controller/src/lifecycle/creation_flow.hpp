@@ -104,6 +104,7 @@ class CreationFlow final : public PodObserver {
         bool recreate = false; // a previous pod is being deleted; create again once it is gone
         bool seen = false;     // the watch has shown the pod since it was tracked
         bool deleted = false;  // the watch saw it deleted
+        std::string stage;     // the spawn stage last written for waiting users
     };
     enum class Handled { kDone, kRetry };
 
@@ -115,6 +116,8 @@ class CreationFlow final : public PodObserver {
     void retry_or_dead_letter(Attempt attempt, const std::string &why, Clock::time_point now);
     Clock::duration backoff(int attempts) const;
 
+    void write_stage(SessionWriter &sessions, const std::string &pod, const std::string &identity,
+                     std::string_view stage);
     // Recorder side: the outcome for one tracked pod; false to retry later.
     void record(const std::string &pod, Clock::time_point now);
     void replace_restarted(const PodView &before);

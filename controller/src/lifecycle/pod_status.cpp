@@ -7,6 +7,7 @@
 #include <ctime>
 #include <string_view>
 
+#include "pod_router/redis_schema.hpp"
 #include "pod_template.hpp"
 
 namespace pod_router::controller {
@@ -177,6 +178,25 @@ std::optional<std::int64_t> parse_rfc3339_ms(const char *text) noexcept {
     return static_cast<std::int64_t>(timegm(&parts)) * 1000 + millis;
 }
 
+std::string_view spawn_stage_of(const PodView &pod) noexcept {
+    if (pod.condition == PodCondition::kReady) {
+        return spawn_stage::kReady;
+    }
+    if (pod.condition != PodCondition::kStarting) {
+        return spawn_stage::kFailed;
+    }
+    if (pod.reason == "scheduling") {
+        return spawn_stage::kCreating;
+    }
+    if (pod.reason == "scheduled") {
+        return spawn_stage::kScheduled;
+    }
+    if (pod.reason == "ContainerCreating" || pod.reason == "PodInitializing") {
+        return spawn_stage::kPullingImage;
+    }
+    return spawn_stage::kStarting;
+}
+
 std::optional<PodView> view_pod(const json_t *pod) {
     const json_t *metadata = json_object_get(pod, "metadata");
     const char *name = string_at(metadata, "name");
@@ -188,6 +208,12 @@ std::optional<PodView> view_pod(const json_t *pod) {
     view.uid = string_or_empty(metadata, "uid");
     view.resource_version = string_or_empty(metadata, "resourceVersion");
     view.identity = string_or_empty(json_object_get(metadata, "annotations"), kIdentityAnnotation);
+    const json_t *labels = json_object_get(metadata, "labels");
+    view.pool = string_or_empty(labels, kPoolLabel) == kPoolLabelValue;
+    view.session = string_or_empty(labels, kSessionLabel);
+    if (view.session.empty() && !view.pool) {
+        view.session = view.name;
+    }
     view.created_ms = parse_rfc3339_ms(string_at(metadata, "creationTimestamp")).value_or(0);
     view.port = first_container_port(json_object_get(pod, "spec"));
     if (string_at(metadata, "deletionTimestamp") != nullptr) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <jansson.h>
 
@@ -24,6 +25,10 @@ struct PodView {
     std::string name;
     std::string uid;
     std::string identity; // the pod-router.io/identity annotation
+    // The session it serves: the pod-router.io/session label of a claimed
+    // pool pod, else the pod's own name; empty for a free pool pod.
+    std::string session;
+    bool pool = false; // carries the pool label: created for the warm pool
     std::string resource_version;
     PodCondition condition = PodCondition::kStarting;
     std::string ip;
@@ -35,6 +40,12 @@ struct PodView {
 
 // nullopt when the object is not a Pod with a name.
 std::optional<PodView> view_pod(const json_t *pod);
+
+// The spawn stage (redis_schema.hpp) a starting pod has reached, for the
+// waiting user: "creating" until it is scheduled, then "scheduled",
+// "pulling image" while its containers are created (the kubelet reports
+// ContainerCreating while it pulls), "starting" once they run.
+std::string_view spawn_stage_of(const PodView &pod) noexcept;
 
 // The failure reason of a pod not Ready within the start timeout, with the
 // stage it was stuck at: "StartTimeout: not ready within 120 s (ErrImagePull)".

@@ -37,6 +37,19 @@ class PodApi {
     virtual ApiResult delete_pod(const std::string &pod) = 0;
 };
 
+// What the warm pool needs from the API besides deleting.
+class PoolPodApi {
+  public:
+    virtual ~PoolPodApi() = default;
+    // A pool pod from the template: pool label, no user.
+    virtual ApiResult create_pool_pod(const std::string &pod) = 0;
+    // A merge patch of the claimed pod's metadata: the session label, the
+    // identity hash label and the identity annotation. 404: the pod is gone.
+    virtual ApiResult label_claimed(const std::string &pod, const std::string &session,
+                                    const std::string &identity) = 0;
+    virtual ApiResult delete_pod(const std::string &pod) = 0;
+};
+
 // SessionWriter, the Redis seam, is in store/session_store.hpp.
 
 class Settler {

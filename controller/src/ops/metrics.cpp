@@ -115,7 +115,8 @@ void LabeledCounter::render(std::string &out, std::string_view name, std::string
 ControllerMetrics::ControllerMetrics()
     : queue_wait_seconds(latency_buckets()), api_create_seconds(latency_buckets()),
       start_seconds(latency_buckets()),
-      reap_tick_seconds({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30}) {
+      reap_tick_seconds({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30}),
+      pool_refill_seconds(latency_buckets()) {
 }
 
 std::string ControllerMetrics::render() const {
@@ -171,6 +172,20 @@ std::string ControllerMetrics::render() const {
     gauge(out, p + "leader", "1 while this replica holds the leader Lease.", leader);
     counter(out, p + "leader_transitions_total", "Times this replica became the leader.",
             leader_transitions);
+    gauge(out, p + "pool_target", "Warm pool size kept (--warm-pool-size).", pool_target);
+    gauge(out, p + "pool_free", "Ready warm pool pods no user has claimed (the leader's count).",
+          pool_free);
+    gauge(out, p + "pool_starting", "Warm pool pods created and not Ready yet.", pool_starting);
+    counter(out, p + "pool_claims_total",
+            "Warm pool pods claimed by a new user and labelled with that user.", pool_claims);
+    counter(out, p + "pool_pods_created_total", "Warm pool pods the API answered 201 for.",
+            pool_pods_created);
+    header(out, p + "pool_pods_lost_total", "counter",
+           "Warm pool pods deleted before any user claimed them, by reason.");
+    pool_pods_lost.render(out, p + "pool_pods_lost_total", "reason");
+    header(out, p + "pool_refill_seconds", "histogram",
+           "From a warm pool pod's creation to it being offered to new users.");
+    pool_refill_seconds.render(out, p + "pool_refill_seconds");
     return out;
 }
 

@@ -94,6 +94,15 @@ struct ControllerMetrics {
     Gauge leader;              // 1 while this replica holds the Lease
     Counter leader_transitions;
 
+    // Warm pool (the leader keeps it; other replicas show 0 or their last).
+    Gauge pool_target;             // --warm-pool-size
+    Gauge pool_free;               // Ready pool pods no user has claimed
+    Gauge pool_starting;           // pool pods created, not Ready yet
+    Counter pool_claims;           // claimed pods labelled with their user
+    Counter pool_pods_created;     // pool pods the API answered 201 for
+    LabeledCounter pool_pods_lost; // pool pods deleted before a claim, by reason
+    Histogram pool_refill_seconds; // pool pod created -> offered to users
+
     std::string render() const;
 };
 

@@ -31,6 +31,28 @@ class ConsumerSettler final : public Settler {
     EventConsumer *consumer_ = nullptr;
 };
 
+// The one pod watch feeds the creation flow and the warm pool.
+class FanOutObserver final : public PodObserver {
+  public:
+    FanOutObserver(PodObserver &first, PodObserver &second) : first_(first), second_(second) {}
+    void observe(const PodView &pod) override {
+        first_.observe(pod);
+        second_.observe(pod);
+    }
+    void observe_deleted(const std::string &pod) override {
+        first_.observe_deleted(pod);
+        second_.observe_deleted(pod);
+    }
+    void observe_all(const std::vector<PodView> &pods) override {
+        first_.observe_all(pods);
+        second_.observe_all(pods);
+    }
+
+  private:
+    PodObserver &first_;
+    PodObserver &second_;
+};
+
 Expected<KubeConfig> load_kube_config(const RunSettings &settings) {
     if (settings.kubeconfig.empty()) {
         return load_in_cluster();
@@ -103,9 +125,13 @@ int run_controller(const RunSettings &settings) {
         settings.amqp, [&flow](Delivery delivery) { flow.enqueue(std::move(delivery)); }, logger,
         metrics);
     settler.attach(consumer);
+    // The pool is tended on the leader duties' thread, with that thread's
+    // Redis connection and API client.
+    WarmPool pool(settings.pool, settings.flow.naming, duty_store, duty_api, logger, metrics);
+    FanOutObserver observers(flow, pool);
     PodWatcher watcher(client(), settings.pod_namespace,
                        std::chrono::duration_cast<std::chrono::seconds>(settings.watch_timeout),
-                       flow, logger, metrics);
+                       observers, logger, metrics);
     // The elector retries every retry period by itself; a call that hangs
     // must not outlast the renew deadline, so one attempt, a short timeout.
     ClientOptions lease_options = client_options;
@@ -118,7 +144,7 @@ int run_controller(const RunSettings &settings) {
                          logger, metrics);
     LeaderDuties duties(
         settings.duties, duty_store, duty_api, [&elector] { return elector.is_leader(); }, logger,
-        metrics);
+        metrics, &pool);
 
     // Redis reachability for /readyz, probed at most once a second by a
     // store of its own (the probe runs on the endpoint's thread).
@@ -163,7 +189,8 @@ int run_controller(const RunSettings &settings) {
               {"lease", lease.lease_namespace + "/" + lease.name},
               {"identity", lease.identity},
               {"idle_timeout_s", static_cast<long>(settings.duties.idle_timeout.count() / 1000)},
-              {"prefetch", settings.amqp.prefetch}});
+              {"prefetch", settings.amqp.prefetch},
+              {"warm_pool_size", static_cast<long>(settings.pool.size)}});
 
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);

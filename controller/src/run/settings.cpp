@@ -222,6 +222,12 @@ void add_run_flags(CLI::App &command, RunFlags &flags) {
         ->check(CLI::Range(1, 100))
         ->group("Lifecycle");
 
+    option("--warm-pool-size", flags.warm_pool_size,
+           "Ready pods kept unassigned for new users (0: no warm pool)",
+           "POD_ROUTER_WARM_POOL_SIZE")
+        ->check(CLI::Range(0, 10000))
+        ->group("Lifecycle");
+
     option("--lease-namespace", flags.lease_namespace,
            "Namespace of the leader Lease; empty: the service account's (or kubeconfig's)",
            "POD_ROUTER_LEASE_NAMESPACE")
@@ -372,6 +378,8 @@ Expected<RunSettings> resolve_run_settings(const RunFlags &flags) {
     }
 
     settings.flow.max_attempts = flags.max_attempts;
+    settings.pool.size = flags.warm_pool_size;
+    settings.pool.start_timeout = settings.flow.start_timeout;
     auto naming = NamingPolicy::create(flags.pod_name_prefix, flags.max_identity_bytes);
     if (!naming) {
         return naming.error();

@@ -56,6 +56,7 @@ struct RunFlags {
     std::string orphan_grace = "60s";
     std::string failed_ttl = "30s";
     int max_attempts = 5;
+    std::size_t warm_pool_size = 0;
 
     std::string lease_namespace; // empty: the kubeconfig's or service account's namespace
     std::string lease_name = "pod-router-controller";
@@ -87,6 +88,7 @@ struct RunSettings {
     AmqpSettings amqp;
     FlowSettings flow;
     DutySettings duties;
+    PoolSettings pool;
     LeaseSettings lease; // lease_namespace may still be empty here
     std::string listen_host;
     int listen_port = 8081;

@@ -2,6 +2,7 @@
 
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace pod_router::controller {
@@ -129,9 +130,9 @@ Expected<SessionStore::ReplyPtr> SessionStore::command(const std::vector<std::st
     return reply;
 }
 
-Expected<ScriptOutcome> SessionStore::run_script(Script script,
-                                                 const std::vector<std::string> &keys,
-                                                 const std::vector<std::string> &arguments) {
+Expected<SessionStore::ReplyPtr> SessionStore::eval(Script script,
+                                                    const std::vector<std::string> &keys,
+                                                    const std::vector<std::string> &arguments) {
     const ScriptSpec &spec = script_spec(script);
     std::vector<std::string> call = {"EVALSHA", std::string(spec.sha1),
                                      std::to_string(keys.size())};
@@ -151,10 +152,22 @@ Expected<ScriptOutcome> SessionStore::run_script(Script script,
     if (!reply) {
         return reply.error();
     }
-    const redisReply *value = reply.value().get();
-    if (value->type == REDIS_REPLY_ERROR) {
-        return unavailable(endpoint() + ": " + std::string(spec.name) + ": " + reply_text(value));
+    if (reply.value()->type == REDIS_REPLY_ERROR) {
+        return unavailable(endpoint() + ": " + std::string(spec.name) + ": " +
+                           reply_text(reply.value().get()));
     }
+    return reply;
+}
+
+Expected<ScriptOutcome> SessionStore::run_script(Script script,
+                                                 const std::vector<std::string> &keys,
+                                                 const std::vector<std::string> &arguments) {
+    const ScriptSpec &spec = script_spec(script);
+    auto reply = eval(script, keys, arguments);
+    if (!reply) {
+        return reply.error();
+    }
+    const redisReply *value = reply.value().get();
     const auto outcome = outcome_of(value);
     if (!outcome) {
         return unavailable(endpoint() + ": " + std::string(spec.name) +
@@ -197,14 +210,124 @@ Expected<ScriptOutcome> SessionStore::mark_stale(const std::string &pod, const s
                       {pod, ip, port, keys_.notify_channel()});
 }
 
-Expected<std::optional<SessionRecord>> SessionStore::session(const std::string &pod) {
+Expected<ScriptOutcome> SessionStore::set_stage(const std::string &pod, const std::string &identity,
+                                                std::string_view stage) {
+    return run_script(Script::kSetStage, {keys_.session(pod)}, {identity, std::string(stage)});
+}
+
+Expected<PoolReply> SessionStore::run_pool_script(Script script,
+                                                  const std::vector<std::string> &arguments) {
     auto reply =
-        command({"HMGET", keys_.session(pod), "state", "identity", "ip", "port", "updated_ms"});
+        eval(script, {keys_.pool_free(), keys_.pool_address(), keys_.pool_claimed()}, arguments);
     if (!reply) {
         return reply.error();
     }
     const redisReply *value = reply.value().get();
-    if (value->type != REDIS_REPLY_ARRAY || value->elements != 5) {
+    const auto outcome = outcome_of(value);
+    if (!outcome) {
+        return unavailable(endpoint() + ": " + std::string(script_spec(script).name) +
+                           ": unexpected reply from the script");
+    }
+    PoolReply result{*outcome, {}};
+    if (value->type == REDIS_REPLY_ARRAY && value->elements > 1) {
+        result.session = reply_text(value->element[1]);
+    }
+    return result;
+}
+
+Expected<PoolReply> SessionStore::pool_ready(const std::string &pod, const std::string &ip,
+                                             int port) {
+    return run_pool_script(Script::kPoolReady, {pod, ip, std::to_string(port)});
+}
+
+Expected<PoolReply> SessionStore::pool_retire(const std::string &pod) {
+    return run_pool_script(Script::kPoolRetire, {pod});
+}
+
+Status SessionStore::pool_forget(const std::string &pod) {
+    auto forgotten = run_pool_script(Script::kPoolForget, {pod});
+    if (!forgotten) {
+        return forgotten.error();
+    }
+    return Ok{};
+}
+
+Expected<std::size_t> SessionStore::pool_free_count() {
+    auto reply = command({"SCARD", keys_.pool_free()});
+    if (!reply) {
+        return reply.error();
+    }
+    if (reply.value()->type != REDIS_REPLY_INTEGER) {
+        return unavailable(endpoint() + ": SCARD: " + reply_text(reply.value().get()));
+    }
+    return static_cast<std::size_t>(std::max<long long>(0, reply.value()->integer));
+}
+
+Status SessionStore::set_pool_target(std::size_t size) {
+    auto reply = size > 0 ? command({"SET", keys_.pool_target(), std::to_string(size)})
+                          : command({"DEL", keys_.pool_target()});
+    if (!reply) {
+        return reply.error();
+    }
+    if (reply.value()->type == REDIS_REPLY_ERROR) {
+        return unavailable(endpoint() + ": " + reply_text(reply.value().get()));
+    }
+    return Ok{};
+}
+
+Expected<std::vector<PoolClaim>> SessionStore::take_claims(std::size_t limit) {
+    auto reply = command({"LPOP", keys_.pool_claims(), std::to_string(limit)});
+    if (!reply) {
+        return reply.error();
+    }
+    const redisReply *value = reply.value().get();
+    std::vector<PoolClaim> claims;
+    if (value->type == REDIS_REPLY_NIL) {
+        return claims;
+    }
+    if (value->type != REDIS_REPLY_ARRAY) {
+        return unavailable(endpoint() + ": LPOP: " + reply_text(value));
+    }
+    for (std::size_t i = 0; i < value->elements; ++i) {
+        const std::string entry = reply_text(value->element[i]);
+        const std::size_t space = entry.find(' ');
+        if (space == std::string::npos) {
+            continue; // not written by the route script; nothing to label
+        }
+        claims.push_back(PoolClaim{entry.substr(0, space), entry.substr(space + 1)});
+    }
+    return claims;
+}
+
+Expected<std::vector<std::string>> SessionStore::claimed_by(const std::vector<std::string> &pods) {
+    std::vector<std::string> sessions;
+    if (pods.empty()) {
+        return sessions;
+    }
+    std::vector<std::string> call = {"HMGET", keys_.pool_claimed()};
+    call.insert(call.end(), pods.begin(), pods.end());
+    auto reply = command(call);
+    if (!reply) {
+        return reply.error();
+    }
+    const redisReply *value = reply.value().get();
+    if (value->type != REDIS_REPLY_ARRAY || value->elements != pods.size()) {
+        return unavailable(endpoint() + ": HMGET: unexpected reply");
+    }
+    for (std::size_t i = 0; i < value->elements; ++i) {
+        sessions.push_back(reply_text(value->element[i]));
+    }
+    return sessions;
+}
+
+Expected<std::optional<SessionRecord>> SessionStore::session(const std::string &pod) {
+    auto reply = command(
+        {"HMGET", keys_.session(pod), "state", "identity", "ip", "port", "updated_ms", "pod"});
+    if (!reply) {
+        return reply.error();
+    }
+    const redisReply *value = reply.value().get();
+    if (value->type != REDIS_REPLY_ARRAY || value->elements != 6) {
         return unavailable(endpoint() + ": HMGET: unexpected reply");
     }
     if (value->element[0]->type != REDIS_REPLY_STRING) {
@@ -216,6 +339,12 @@ Expected<std::optional<SessionRecord>> SessionStore::session(const std::string &
     record.ip = reply_text(value->element[2]);
     record.port = reply_text(value->element[3]);
     record.updated_ms = std::strtoll(reply_text(value->element[4]).c_str(), nullptr, 10);
+    // Sessions written before the warm pool have no pod field: their pod is
+    // named after them.
+    record.pod = reply_text(value->element[5]);
+    if (record.pod.empty()) {
+        record.pod = pod;
+    }
     return std::optional<SessionRecord>(std::move(record));
 }
 

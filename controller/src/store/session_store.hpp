@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <hiredis/hiredis.h>
@@ -42,6 +43,20 @@ struct SessionRecord {
     std::string ip;
     std::string port;
     std::int64_t updated_ms = 0;
+    std::string pod; // the Kubernetes pod serving it: its own name, or a pool pod's
+};
+
+// A pool script's answer: kOk, kClaimed (with the session that has the
+// pod) or kGone.
+struct PoolReply {
+    ScriptOutcome outcome = ScriptOutcome::kOk;
+    std::string session;
+};
+
+// A claim the controller must still label: the pool pod and its session.
+struct PoolClaim {
+    std::string pod;
+    std::string session;
 };
 
 // What the creation flow needs from Redis: a seam, so that unit tests can
@@ -56,13 +71,34 @@ class SessionWriter {
                                                 const std::string &reason) = 0;
     virtual Expected<ScriptOutcome> mark_stale(const std::string &pod, const std::string &ip,
                                                const std::string &port) = 0;
+    // How far a pending creation has come (spawn_stage), for waiting users.
+    virtual Expected<ScriptOutcome> set_stage(const std::string &pod, const std::string &identity,
+                                              std::string_view stage) = 0;
+};
+
+// What the warm pool needs from Redis (docs/redis-schema.md, "Warm pool").
+class PoolStore {
+  public:
+    virtual ~PoolStore() = default;
+    virtual Expected<PoolReply> pool_ready(const std::string &pod, const std::string &ip,
+                                           int port) = 0;
+    virtual Expected<PoolReply> pool_retire(const std::string &pod) = 0;
+    virtual Status pool_forget(const std::string &pod) = 0;
+    virtual Expected<std::size_t> pool_free_count() = 0;
+    // Published for the gateways' metrics; 0 removes it.
+    virtual Status set_pool_target(std::size_t size) = 0;
+    // Up to limit claims, oldest first, removed from the queue.
+    virtual Expected<std::vector<PoolClaim>> take_claims(std::size_t limit) = 0;
+    // The session each pod was claimed for ("" when not claimed), in order.
+    virtual Expected<std::vector<std::string>> claimed_by(const std::vector<std::string> &pods) = 0;
+    virtual Expected<std::optional<SessionRecord>> session(const std::string &pod) = 0;
 };
 
 struct RedisContextFree {
     void operator()(redisContext *context) const noexcept { redisFree(context); }
 };
 
-class SessionStore final : public SessionWriter {
+class SessionStore final : public SessionWriter, public PoolStore {
   public:
     // Fails only on an invalid key prefix.
     static Expected<std::unique_ptr<SessionStore>> create(RedisSettings settings);
@@ -75,6 +111,18 @@ class SessionStore final : public SessionWriter {
     Expected<ScriptOutcome> finish_reap(const std::string &pod);
     Expected<ScriptOutcome> mark_stale(const std::string &pod, const std::string &ip,
                                        const std::string &port) override;
+
+    Expected<ScriptOutcome> set_stage(const std::string &pod, const std::string &identity,
+                                      std::string_view stage) override;
+
+    Expected<PoolReply> pool_ready(const std::string &pod, const std::string &ip,
+                                   int port) override;
+    Expected<PoolReply> pool_retire(const std::string &pod) override;
+    Status pool_forget(const std::string &pod) override;
+    Expected<std::size_t> pool_free_count() override;
+    Status set_pool_target(std::size_t size) override;
+    Expected<std::vector<PoolClaim>> take_claims(std::size_t limit) override;
+    Expected<std::vector<std::string>> claimed_by(const std::vector<std::string> &pods) override;
 
     // The session of a pod, or nullopt when there is none.
     Expected<std::optional<SessionRecord>> session(const std::string &pod) override;
@@ -100,8 +148,11 @@ class SessionStore final : public SessionWriter {
     // One command; on a transport error the connection is dropped so the
     // next call reconnects. A Redis error reply is returned as a value.
     Expected<ReplyPtr> command(const std::vector<std::string> &arguments);
+    Expected<ReplyPtr> eval(Script script, const std::vector<std::string> &keys,
+                            const std::vector<std::string> &arguments);
     Expected<ScriptOutcome> run_script(Script script, const std::vector<std::string> &keys,
                                        const std::vector<std::string> &arguments);
+    Expected<PoolReply> run_pool_script(Script script, const std::vector<std::string> &arguments);
     std::string endpoint() const;
 
     RedisSettings settings_;
