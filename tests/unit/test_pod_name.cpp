@@ -253,6 +253,29 @@ void names_are_deterministic(void **) {
     }
 }
 
+void pool_pod_names_are_never_derived_from_an_identity(void **) {
+    const NamingPolicy policy = default_policy();
+    const std::string pool = policy.pool_pod_name("0a1b2c3d4e5f");
+    assert_string_equal(pool.c_str(), "user--pool-0a1b2c3d4e5f");
+    assert_true(pod_router::is_valid_pod_name(pool));
+    assert_true(policy.is_pool_pod_name(pool));
+    // Suffixes other than 1-16 lowercase hex digits give no name.
+    for (const char *bad : {"", "0A1B", "xyz", "0123456789abcdef0", "ab-cd"}) {
+        assert_true(policy.pool_pod_name(bad).empty());
+    }
+    // Whatever an identity is, its name is not a pool pod's.
+    for (const char *identity : {"-pool-0a1b2c3d4e5f", "pool-0a1b2c3d4e5f", "--pool-0a1b",
+                                 "Pool 0a1b2c3d4e5f", "user--pool-0a1b2c3d4e5f"}) {
+        auto name = policy.pod_name(identity);
+        if (name) {
+            assert_false(policy.is_pool_pod_name(name.value()));
+        }
+    }
+    assert_false(policy.is_pool_pod_name("user-alice"));
+    assert_false(policy.is_pool_pod_name("other--pool-0a1b"));
+    assert_false(policy.is_pool_pod_name("user--pool-"));
+}
+
 } // namespace
 
 int main() {
@@ -274,6 +297,7 @@ int main() {
         cmocka_unit_test(pod_name_validity),
         cmocka_unit_test(distinct_identities_give_distinct_valid_names),
         cmocka_unit_test(names_are_deterministic),
+        cmocka_unit_test(pool_pod_names_are_never_derived_from_an_identity),
     };
     return cmocka_run_group_tests_name("pod_name", tests, nullptr, nullptr);
 }

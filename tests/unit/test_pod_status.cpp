@@ -264,6 +264,34 @@ void a_starting_pod_names_its_stage(void **) {
     assert_int_equal(static_cast<int>(not_ready.condition),
                      static_cast<int>(PodCondition::kStarting));
     assert_string_view_equal(not_ready.reason, "starting");
+
+    // What the waiting user is shown for each.
+    assert_string_view_equal(spawn_stage_of(just_created), "creating");
+    assert_string_view_equal(spawn_stage_of(scheduled), "scheduled");
+    assert_string_view_equal(spawn_stage_of(creating), "pulling image");
+    assert_string_view_equal(spawn_stage_of(not_ready), "starting");
+    assert_string_view_equal(spawn_stage_of(view_of(pod_with_status(kReadyStatus))), "ready");
+    assert_string_view_equal(
+        spawn_stage_of(view_of(pod_with_status(waiting_status("ErrImagePull", "no")))), "failed");
+}
+
+void a_pod_serves_the_session_its_labels_name(void **) {
+    // A cold pod serves the session named after it.
+    const PodView cold = view_of(pod_with_status(kReadyStatus));
+    assert_false(cold.pool);
+    assert_string_view_equal(cold.session, "user-alice---3bc51062973c458d");
+
+    // A free pool pod serves nobody; a claimed, labelled one its user.
+    const Json pool = parse(R"({"kind": "Pod", "metadata": {"name": "user--pool-0a1b2c3d4e5f",
+      "labels": {"app.kubernetes.io/managed-by": "pod-router", "pod-router.io/pool": "true"}}})");
+    const auto free = view_pod(pool.get());
+    assert_true(free.has_value() && free->pool);
+    assert_string_view_equal(free->session, "");
+    json_object_set_new(json_object_get(json_object_get(pool.get(), "metadata"), "labels"),
+                        "pod-router.io/session", json_string("user-alice"));
+    const auto claimed = view_pod(pool.get());
+    assert_true(claimed.has_value() && claimed->pool);
+    assert_string_view_equal(claimed->session, "user-alice");
 }
 
 void a_pod_without_annotations_has_no_identity(void **) {
@@ -330,6 +358,7 @@ int main() {
         cmocka_unit_test(a_pod_that_ended_has_failed),
         cmocka_unit_test(a_pod_being_deleted_is_terminating_even_when_ready),
         cmocka_unit_test(a_starting_pod_names_its_stage),
+        cmocka_unit_test(a_pod_serves_the_session_its_labels_name),
         cmocka_unit_test(a_pod_without_annotations_has_no_identity),
         cmocka_unit_test(objects_without_a_name_are_not_pods),
         cmocka_unit_test(rfc3339_in_utc_with_or_without_fractions),

@@ -73,6 +73,21 @@ void different_identities_get_different_hash_labels_and_the_template_is_untouche
         string_at(second.value().get(), {"metadata", "annotations", kIdentityAnnotation}), "b");
 }
 
+void a_pool_pod_has_the_pool_label_and_no_user(void **) {
+    auto parsed = PodTemplate::parse(kMinimal, "test").value();
+    auto pod = parsed.render({"user--pool-0a1b2c3d4e5f", "users", "", "t", true});
+    assert_true(pod.has_value());
+    json_t *root = pod.value().get();
+    assert_string_equal(string_at(root, {"metadata", "labels", kPoolLabel}), "true");
+    assert_string_equal(string_at(root, {"metadata", "labels", kManagedByLabel}), "pod-router");
+    assert_string_equal(string_at(root, {"metadata", "labels", "team"}), "blue");
+    json_t *labels = json_object_get(json_object_get(root, "metadata"), "labels");
+    json_t *annotations = json_object_get(json_object_get(root, "metadata"), "annotations");
+    assert_null(json_object_get(labels, kIdentityHashLabel));
+    assert_null(json_object_get(annotations, kIdentityAnnotation));
+    assert_null(json_object_get(labels, kSessionLabel));
+}
+
 void json_templates_work_too_and_the_default_port_is_80(void **) {
     auto parsed = PodTemplate::parse(
         R"({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "image": "i"}]}})",
@@ -137,6 +152,7 @@ int main() {
         cmocka_unit_test(renders_name_namespace_labels_and_annotations),
         cmocka_unit_test(
             different_identities_get_different_hash_labels_and_the_template_is_untouched),
+        cmocka_unit_test(a_pool_pod_has_the_pool_label_and_no_user),
         cmocka_unit_test(json_templates_work_too_and_the_default_port_is_80),
         cmocka_unit_test(bad_templates_are_refused_with_the_reason),
         cmocka_unit_test(the_shipped_template_is_safe_by_default),
