@@ -80,7 +80,8 @@ void WarmPool::label_claim(const PoolClaim &claim, PoolPassResult &result) {
                   {{"pod", claim.pod}, {"session", claim.session}, {"api", deleted.message}});
         return;
     }
-    const ApiResult labelled = api_.label_claimed(claim.pod, claim.session, session.value()->identity);
+    const ApiResult labelled =
+        api_.label_claimed(claim.pod, claim.session, session.value()->identity);
     switch (labelled.outcome) {
     case ApiOutcome::kDone:
         ++result.labelled;

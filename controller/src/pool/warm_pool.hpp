@@ -96,9 +96,9 @@ class WarmPool final : public PodObserver {
     bool synced_ = false;
 
     // The leader's thread only.
-    std::set<std::string> offered_;          // pool_ready answered ok this term
+    std::set<std::string> offered_;                    // pool_ready answered ok this term
     std::map<std::string, Clock::time_point> created_; // by this replica, not yet offered
-    std::vector<PoolClaim> unlabelled_;      // claims whose PATCH must be retried
+    std::vector<PoolClaim> unlabelled_;                // claims whose PATCH must be retried
     bool target_published_ = false;
 };
 
