@@ -294,11 +294,16 @@ def kube(tmp_path_factory):
     # The namespaces and the controller's RBAC exactly as shipped (the
     # "local" overlay): the controller runs as that service account in
     # every test.
+    apply_local_overlay(sim)
+    yield sim
+    sim.stop()
+
+
+def apply_local_overlay(sim):
+    """The namespaces and the controller's RBAC as shipped (overlay "local")."""
     subprocess.run(["kubectl", "--kubeconfig", str(sim.kubeconfig), "apply",
                     "-k", str(REPO / "manifests" / "overlays" / "local")],
                    check=True, capture_output=True, timeout=60)
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture

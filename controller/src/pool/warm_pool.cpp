@@ -66,6 +66,9 @@ std::string WarmPool::new_pod_name() {
 }
 
 void WarmPool::label_claim(const PoolClaim &claim, PoolPassResult &result) {
+    if (labelled_.count(claim.pod) != 0) {
+        return; // the same claim, seen again through pool_ready after a restart
+    }
     auto session = store_.session(claim.session);
     if (!session) {
         unlabelled_.push_back(claim);
@@ -84,6 +87,7 @@ void WarmPool::label_claim(const PoolClaim &claim, PoolPassResult &result) {
         api_.label_claimed(claim.pod, claim.session, session.value()->identity);
     switch (labelled.outcome) {
     case ApiOutcome::kDone:
+        labelled_.insert(claim.pod);
         ++result.labelled;
         metrics_.pool_claims.add();
         log_.info("pool pod claimed by a new user",
@@ -162,6 +166,8 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
     for (const std::string &name : deleted) {
         offered_.erase(name);
         created_.erase(name);
+        labelled_.erase(name);
+        withdrawn_.erase(name);
         if (!store_.pool_forget(name)) {
             result.complete = false;
             const std::lock_guard<std::mutex> lock(mutex_);
@@ -189,8 +195,24 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
     std::vector<const PodView *> offered;
     for (const PodView &pod : pods) {
         listed.insert(pod.name);
-        if (pod.condition == PodCondition::kTerminating || !pod.session.empty()) {
-            created_.erase(pod.name); // leaving, or labelled: a user's pod now
+        if (!pod.session.empty()) {
+            created_.erase(pod.name); // labelled: a user's pod now
+            labelled_.erase(pod.name);
+            continue;
+        }
+        if (pod.condition == PodCondition::kTerminating) {
+            // Deleted by someone (an operator, an eviction): out of the pool
+            // now, not when its grace period ends, so no new user is given
+            // a dying pod and a replacement starts at once.
+            created_.erase(pod.name);
+            if (withdrawn_.count(pod.name) == 0) {
+                if (store_.pool_retire(pod.name)) {
+                    withdrawn_.insert(pod.name);
+                    offered_.erase(pod.name);
+                } else {
+                    result.complete = false;
+                }
+            }
             continue;
         }
         if (pod.condition == PodCondition::kFailed) {

@@ -99,6 +99,10 @@ class WarmPool final : public PodObserver {
     std::set<std::string> offered_;                    // pool_ready answered ok this term
     std::map<std::string, Clock::time_point> created_; // by this replica, not yet offered
     std::vector<PoolClaim> unlabelled_;                // claims whose PATCH must be retried
+    // Pods labelled, or taken out of the pool while they terminate, until
+    // the watch shows the change or the pod is gone: each is done once.
+    std::set<std::string> labelled_;
+    std::set<std::string> withdrawn_;
     bool target_published_ = false;
 };
 
