@@ -23,12 +23,15 @@
 #   POD_ROUTER_PORT              gateway port on 127.0.0.1        (8080)
 #   POD_ROUTER_IDLE_TIMEOUT      seconds before an idle pod goes  (600)
 #   POD_ROUTER_REAP_INTERVAL     how often the reaper looks       (10s)
+#   POD_ROUTER_WARM_POOL_SIZE    Ready pods kept for new users    (0: none)
 #   POD_ROUTER_WAIT_TIMEOUT      how long a request waits         (60s)
 #   POD_ROUTER_REDIS_PORT        (16379)   POD_ROUTER_AMQP_PORT   (26672; +1, +2 taken too)
 #   POD_ROUTER_KUBE_PORT         (16443)   POD_ROUTER_CONTROLLER_PORT (8081: /metrics)
 #   POD_ROUTER_POD_CIDR          addresses of pods (127.1.0.0/16)
 #   POD_ROUTER_POD_TEMPLATE      the user pod (manifests/base/controller/pod-template.yaml)
 #   POD_ROUTER_KUBE_START_DELAY  kube-sim's container start delay in s (1)
+#   POD_ROUTER_KUBE_SCHEDULE_DELAY  kube-sim's scheduling delay in s: a new pod
+#                                stays unbound (stage "creating") that long (0)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +46,7 @@ controller_port=${POD_ROUTER_CONTROLLER_PORT:-8081}
 pod_cidr=${POD_ROUTER_POD_CIDR:-127.1.0.0/16}
 pod_template=${POD_ROUTER_POD_TEMPLATE:-$repo/manifests/base/controller/pod-template.yaml}
 start_delay=${POD_ROUTER_KUBE_START_DELAY:-1}
+schedule_delay=${POD_ROUTER_KUBE_SCHEDULE_DELAY:-0}
 controller_bin=${POD_ROUTER_CONTROLLER:-$repo/build/controller/pod-router-controller}
 module=${POD_ROUTER_MODULE:-$repo/build/ngx_http_pod_router_module.so}
 nginx_bin=${POD_ROUTER_NGINX:-/usr/sbin/nginx}
@@ -215,6 +219,7 @@ JSON
     # API access at all (the end-to-end tests check for 403).
     launch kube-sim "$repo/scripts/kube-sim/kube-sim" --state-dir "$run_dir/kube-sim" \
         --port "$kube_port" --pod-cidr "$pod_cidr" --start-delay "$start_delay" \
+        --schedule-delay "$schedule_delay" \
         --image-map "$run_dir/kube-sim-images.json" --audit-log "$logs/kube-sim-audit.log" \
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway

@@ -43,7 +43,10 @@ class Stack:
                         POD_ROUTER_RECONCILE_INTERVAL="5s",
                         POD_ROUTER_ORPHAN_GRACE="5s",
                         POD_ROUTER_WAIT_TIMEOUT="30s",
-                        POD_ROUTER_KUBE_START_DELAY="0.5")
+                        POD_ROUTER_KUBE_START_DELAY="0.5",
+                        # a new pod unbound that long: the "creating" stage
+                        # shows on the waiting page (test_warm_pool.py)
+                        POD_ROUTER_KUBE_SCHEDULE_DELAY="0.5")
 
     def script(self, *args, check=True, timeout=180):
         return subprocess.run([str(REPO / "scripts" / "stack.sh"), *args], env=self.env,

@@ -71,7 +71,8 @@ def test_no_raw_identity_in_redis_keys_or_logs(stack):
     for key in client.scan_iter(count=1000):
         text = key.decode("utf-8", "replace")
         assert re.match(r"^pod-router:(session:|creating:)?[a-z0-9-]*$", text) or text in (
-            "pod-router:activity",), text
+            "pod-router:activity", "pod-router:pool:free", "pod-router:pool:address",
+            "pod-router:pool:claimed", "pod-router:pool:claims", "pod-router:pool:target"), text
     # nginx writes no identity into its logs; the controller writes them only
     # inside JSON strings, escaped, never as raw bytes
     nginx_logs = "".join((stack.run_dir / "nginx" / name).read_text(errors="replace")

@@ -146,13 +146,40 @@ def granted_to_controller():
 
 
 def test_the_controller_uses_exactly_the_rbac_it_is_granted(stack):
-    # One user's whole life, so that every kind of request has been made
-    # at least once: the pod created and watched, then reaped.
+    # Two users' whole lives, so that every kind of request has been made at
+    # least once: one on a pod of its own (created and watched, then
+    # reaped), one on a warm pool pod (created for the pool, labelled with
+    # its user when claimed, the only patch, then reaped); the pool pod left
+    # free is deleted when the pool goes again.
     user = "rbac-audit"
-    status, _, _ = stack.get(user)
-    assert status == 200
     name = stack.pod_name(user)
-    wait_until(lambda: name not in stack.pods(), timeout=IDLE_TIMEOUT + 30, what="the pod reaped")
+    status, headers, _ = stack.get(user)
+    assert status == 200 and headers["X-Pod-Name"] == name
+    restart_controller(stack, POD_ROUTER_WARM_POOL_SIZE="1")
+    try:
+        redis = stack.redis(decode_responses=True)
+        wait_until(lambda: redis.scard("pod-router:pool:free") == 1, timeout=30, interval=0.1,
+                   what="a free pool pod")
+        warm_user = "rbac-audit-warm"
+        status, headers, _ = stack.get(warm_user)
+        claimed = headers.get("X-Pod-Name", "")
+        assert status == 200 and claimed.startswith("user--pool-"), (status, headers)
+
+        def labelled():
+            pod = stack.pods().get(claimed)
+            return pod is not None and (pod.metadata.labels or {}).get(
+                "pod-router.io/session") == stack.pod_name(warm_user)
+        wait_until(labelled, timeout=10, interval=0.1, what="the claimed pool pod labelled")
+        wait_until(lambda: not {name, claimed} & set(stack.pods()), timeout=IDLE_TIMEOUT + 30,
+                   what="both pods reaped")
+    finally:
+        restart_controller(stack)
+
+    def pool_gone():
+        return stack.redis().scard("pod-router:pool:free") == 0 and not any(
+            (pod.metadata.labels or {}).get("pod-router.io/pool") == "true"
+            and pod.metadata.deletion_timestamp is None for pod in stack.pods().values())
+    wait_until(pool_gone, timeout=30, interval=0.2, what="the free pool pod deleted")
 
     used, refused = set(), []
     for line in (stack.run_dir / "logs" / "kube-sim-audit.log").read_text().splitlines():
