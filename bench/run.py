@@ -3,8 +3,11 @@
 way and the seed's own design, on this machine, in one run.
 
 Phases (all by default): hot (throughput and latency of ready users through
-five gateways), cold (a new user's first byte, pub/sub and polling), storm
-(a thousand new users while others work), reaper (100,000 sessions).
+five gateways), cold (a new user's first byte, pub/sub and polling), warm
+(a new user's first byte when the controller keeps a warm pool), storm (a
+thousand new users while others work), reaper (100,000 sessions). They run
+in that order, except that warm runs after storm (it restarts the cluster
+with a controller that keeps a pool).
 Writes bench/results/<timestamp>.json, docs/BENCHMARKS.md and
 docs/benchmarks.png. Not a test: nothing here passes or fails on a figure;
 the page says which targets were met."""
@@ -23,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from podbench import cold_start, hot_path, reaper, report, storm  # noqa: E402
+from podbench import cold_start, hot_path, reaper, report, storm, warm_pool  # noqa: E402
 from podbench.loadgen import wrk  # noqa: E402
 from podbench.profile import cost_per_request, profile_while  # noqa: E402
 from podbench.servers import CONTROLLER, MODULE, REPO, BenchError  # noqa: E402
 from podbench.system import System  # noqa: E402
 
-PHASES = ("hot", "cold", "storm", "reaper")
+PHASES = ("hot", "cold", "warm", "storm", "reaper")
 STORM_CONTROLLER_FLAGS = ["--kube-qps", "100", "--kube-burst", "200"]
 
 
@@ -64,7 +67,8 @@ def machine():
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of %(default)s")
-    parser.add_argument("--runs", type=int, default=5, help="wrk runs per case; the median is reported (%(default)s)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="wrk runs per case, and runs of the warm phase; the median is reported (%(default)s)")
     parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run (%(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="wrk warm-up per case, not reported (%(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (%(default)s)")
@@ -170,6 +174,8 @@ def main():
                 results["cold_start"] = cold_start.run(system, args, log)
             if "storm" in args.phases:
                 results["storm"] = storm.run(system, args, log)
+        if "warm" in args.phases:
+            results["warm_pool"] = warm_pool.run(system, args, log, STORM_CONTROLLER_FLAGS)
         if "reaper" in args.phases:
             results["reaper"] = reaper.run(system, log)
     except BenchError as error:

@@ -94,7 +94,7 @@ class System:
                                            "--image-map", str(images), "--pod-timeline", str(self.timeline),
                                            "--service-account", "pod-router-system/pod-router-controller"])
         lower_priority(self.kube.process.pid)
-        manifests = servers.REPO / "manifests" / "base"
+        manifests = servers.REPO / "manifests" / "base" / "access"
         subprocess.run(["kubectl", "--kubeconfig", str(self.kube.kubeconfig), "apply",
                         "-f", str(manifests / "namespaces.yaml"), "-f", str(manifests / "controller-rbac.yaml")],
                        check=True, capture_output=True, timeout=60)
