@@ -103,6 +103,10 @@ def test_redis_scripts_are_listed_and_printable():
         b"abandon_creation",
         b"touch",
         b"mark_stale",
+        b"set_stage",
+        b"pool_ready",
+        b"pool_retire",
+        b"pool_forget",
     ]
     source = run("redis-scripts", "--source", "route")
     assert b"redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])" in source.stdout
