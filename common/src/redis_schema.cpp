@@ -82,7 +82,8 @@ if not state then
     local address = redis.call('HGET', KEYS[5], pod)
     redis.call('HDEL', KEYS[5], pod)
     local pod_ip, pod_port = string.match(address or '', '^(%S+) (%d+)$')
-    if pod_ip then
+    local port_number = tonumber(pod_port or '')
+    if pod_ip and port_number >= 1 and port_number <= 65535 then
       local now = now_ms()
       redis.call('HSET', KEYS[7], pod, ARGV[2])
       redis.call('RPUSH', KEYS[6], pod .. ' ' .. ARGV[2])
@@ -90,8 +91,11 @@ if not state then
         'state', 'ready', 'stage', 'ready', 'ip', pod_ip, 'port', pod_port,
         'request_id', ARGV[3], 'created_ms', now, 'updated_ms', now, 'ready_ms', now)
       redis.call('ZADD', KEYS[3], now, ARGV[2])
-      return {'claimed', pod_ip, pod_port}
+      return {'claimed', pod_ip, pod_port, pod}
     end
+    -- No usable address: claimed by nobody, so it is never offered again
+    -- and the controller's sweep deletes the pod.
+    redis.call('HSET', KEYS[7], pod, '')
     pod = redis.call('SPOP', KEYS[4])
   end
 end
@@ -101,12 +105,13 @@ end
 local now = now_ms()
 if not state then
   redis.call('HSET', KEYS[1], 'identity', ARGV[1], 'pod', ARGV[2], 'origin', 'cold',
-    'created_ms', now)
+    'created_ms', now, 'stage', 'queued')
 end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'stage', 'queued', 'request_id', ARGV[3],
-  'updated_ms', now)
+-- A pending session whose lock expired keeps its stage: the pod it waits
+-- for may be far along already, and stages only move forward.
+redis.call('HSET', KEYS[1], 'state', 'pending', 'request_id', ARGV[3], 'updated_ms', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-if not state and tonumber(redis.call('GET', KEYS[8]) or '0') > 0 then
+if not state and (tonumber(redis.call('GET', KEYS[8]) or '') or 0) > 0 then
   return {'create', 'empty'}
 end
 return {'create', 'off'}
@@ -220,13 +225,20 @@ return 'not-owner'
 )lua";
 
 // A creation's progress for the waiting user. Only a pending session of the
-// same identity is written: a stage never revives or relabels anything.
+// same identity is written: a stage never revives or relabels anything. A
+// stage only moves forward (the order of kSpawnStages): a redelivered event
+// says "creating" again for a pod that is already pulling its image. A new
+// creation starts again from "queued", which route writes with the lock.
 constexpr std::string_view kSetStageBody = R"lua(
-local state, identity = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity'))
+local state, identity, stage = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity', 'stage'))
 if state ~= 'pending' or identity ~= ARGV[1] then
   return 'changed'
 end
-redis.call('HSET', KEYS[1], 'stage', ARGV[2])
+local rank = {['queued'] = 1, ['creating'] = 2, ['scheduled'] = 3, ['pulling image'] = 4,
+  ['starting'] = 5}
+if (rank[stage or ''] or 0) < (rank[ARGV[2]] or 0) then
+  redis.call('HSET', KEYS[1], 'stage', ARGV[2])
+end
 return 'ok'
 )lua";
 
@@ -283,7 +295,7 @@ constexpr std::array<ScriptText, kScriptCount> kScriptTexts = {{
      "session, creation_lock, activity, pool_free, pool_address, pool_claims, pool_claimed, "
      "pool_target",
      "identity, pod, request_id, lock_ttl_ms, pending_ttl_ms, touch (1 or 0)",
-     "{ready, ip, port} | {claimed, ip, port} | {create, empty|off} | {pending, stage} | "
+     "{ready, ip, port} | {claimed, ip, port, pool pod} | {create, empty|off} | {pending, stage} | "
      "{failed, reason} | {terminating} | {conflict}",
      kRouteBody},
     {Script::kMarkReady, "mark_ready", "session, creation_lock, activity",

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "pod_router/pod_name.hpp"
 #include "pod_router/redis_schema.hpp"
 
 namespace {
@@ -119,13 +120,29 @@ extern "C" pr_status_t pr_route_reply_parse(const char *const *elements, const s
     switch (*outcome) {
     case ScriptOutcome::kReady:
     case ScriptOutcome::kClaimed: {
-        if (count != 3 || elements[1] == nullptr || elements[2] == nullptr) {
-            return bad_reply("route reply 'ready' lacks the pod address", err, err_size);
+        const bool claimed = *outcome == ScriptOutcome::kClaimed;
+        if (count != (claimed ? 4U : 3U) || elements[1] == nullptr || elements[2] == nullptr) {
+            return bad_reply(claimed ? "route reply 'claimed' lacks the pod address or name"
+                                     : "route reply 'ready' lacks the pod address",
+                             err, err_size);
+        }
+        if (claimed) {
+            // Only for logs, but a log line is written from it: a name as
+            // Kubernetes would accept it, or the reply is refused.
+            const std::string_view pool_pod = elements[3] == nullptr
+                                                  ? std::string_view()
+                                                  : std::string_view(elements[3], lengths[3]);
+            if (!pod_router::is_valid_pod_name(pool_pod)) {
+                return bad_reply("route reply 'claimed' has an invalid pool pod name", err,
+                                 err_size);
+            }
+            std::memcpy(result->pool_pod, pool_pod.data(), pool_pod.size());
+            result->pool_pod[pool_pod.size()] = '\0';
         }
         const pr_status_t rc = ready_at(std::string_view(elements[1], lengths[1]),
                                         std::string_view(elements[2], lengths[2]),
                                         kRouteReplyErrors, result, err, err_size);
-        if (rc == PR_OK && *outcome == ScriptOutcome::kClaimed) {
+        if (rc == PR_OK && claimed) {
             result->outcome = PR_OUTCOME_CLAIMED;
         }
         return rc;

@@ -483,13 +483,13 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
          * The route script gave this new user a free warm pool pod and
          * wrote the session ready at its address, in one step: no event to
          * publish, no wait. A parked request can claim too (its session
-         * was reaped meanwhile).
+         * was reaped meanwhile). The pool pod's name is logged, as the
+         * session keeps its own name: it is how an operator finds the pod.
          */
         ctx->outcome = NGX_HTTP_POD_ROUTER_CLAIMED;
-        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_CLAIMS, 1);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "pod_router: \"%*s\" claimed a warm pod",
-                      ctx->pod_len, ctx->pod);
+                      "pod_router: \"%*s\" claimed the warm pod \"%s\"",
+                      ctx->pod_len, ctx->pod, result->pool_pod);
 
         /* fall through */
 
@@ -543,11 +543,20 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
                                              - ctx->parked_at);
         }
 
-        /* a new user's pod: taken from the pool, or created for this request */
+        /*
+         * A new user's pod: taken from the pool, or created for this
+         * request. A claim counts once it is usable; a parked request that
+         * claimed waited for other reasons first, so its time is not the
+         * pool's.
+         */
         if (ctx->outcome == NGX_HTTP_POD_ROUTER_CLAIMED) {
-            ngx_http_pod_router_observe_new_pod(
-                NGX_HTTP_POD_ROUTER_NEW_POD_WARM,
-                ngx_current_msec - ctx->started_at);
+            ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_CLAIMS, 1);
+
+            if (ctx->parked_at == 0) {
+                ngx_http_pod_router_observe_new_pod(
+                    NGX_HTTP_POD_ROUTER_NEW_POD_WARM,
+                    ngx_current_msec - ctx->started_at);
+            }
 
         } else if (ctx->outcome == NGX_HTTP_POD_ROUTER_MISS) {
             ngx_http_pod_router_observe_new_pod(

@@ -82,7 +82,8 @@ def test_a_new_user_takes_a_warm_pod_and_the_next_one_a_cold_start(gateway, redi
     assert driver.redis.hgetall(POOL_CLAIMED) == {"user--pool-a1": "user-warm-ann"}
     assert driver.events(timeout=0.5) == []  # nothing for the controller to create
     assert log_of(gateway, "user-warm-ann", 1) == [["CLAIMED", "user-warm-ann", "200"]]
-    assert gateway.error_log().count('pod_router: "user-warm-ann" claimed a warm pod') == 1
+    assert gateway.error_log().count(
+        'pod_router: "user-warm-ann" claimed the warm pod "user--pool-a1"') == 1
 
     found = values(gateway)
     assert found["pod_router_pool_claims_total"] == 1
@@ -131,6 +132,24 @@ def test_a_new_user_takes_a_warm_pod_and_the_next_one_a_cold_start(gateway, redi
     found = values(gateway)
     assert found["pod_router_pool_empty_total"] == 1
     assert found['pod_router_new_pod_seconds_count{path="cold"}'] == 1  # it never got a pod
+
+
+def test_a_claim_the_gateway_cannot_use_is_refused_and_not_counted(gateway, redis_server, rabbitmq,
+                                                                    driver):
+    """A pool address outside pod_router_allow_cidr (a poisoned Redis): the
+    pod is used up, the request refused, and the claim not counted as one
+    that served a user."""
+    gateway.configure(redis_server, rabbitmq).start()
+    driver.redis.sadd(POOL_FREE, "user--pool-x1")
+    driver.redis.hset(POOL_ADDRESS, "user--pool-x1", "192.0.2.1 80")
+    driver.redis.set(POOL_TARGET, 1)
+    status, _, _ = get(gateway, "warm-eve")
+    assert status == 502
+    assert log_of(gateway, "user-warm-eve", 1) == [["FORBIDDEN", "user-warm-eve", "502"]]
+    assert "outside pod_router_allow_cidr" in gateway.error_log()
+    found = values(gateway)
+    assert found["pod_router_pool_claims_total"] == 0
+    assert found['pod_router_new_pod_seconds_count{path="warm"}'] == 0
 
 
 def test_concurrent_first_requests_of_one_user_take_one_pool_pod(gateway, redis_server, rabbitmq,

@@ -354,6 +354,7 @@ void a_new_user_claims_a_free_pool_pod_once(void **state) {
     assert_string_view_equal(word(claimed, 0), "claimed");
     assert_string_view_equal(word(claimed, 1), "127.0.0.9");
     assert_string_view_equal(word(claimed, 2), "8080");
+    assert_string_view_equal(word(claimed, 3), "user--pool-aa");
     assert_string_view_equal(f.field("state"), "ready");
     assert_string_view_equal(f.field("origin"), "pool");
     assert_string_view_equal(f.field("pod"), "user--pool-aa");
@@ -416,6 +417,50 @@ void stages_are_written_only_to_a_pending_session_of_the_same_identity(void **st
     assert_string_view_equal(f.field("stage"), "ready");
 }
 
+void stages_only_move_forward_until_a_new_creation(void **state) {
+    Fixture &f = fixture_of(state);
+    f.route(kIdentity, "req-1");
+    assert_string_view_equal(word(f.set_stage(kIdentity, "pulling image")), "ok");
+    // A redelivered event says "creating" again: ignored.
+    assert_string_view_equal(word(f.set_stage(kIdentity, "creating")), "ok");
+    assert_string_view_equal(f.field("stage"), "pulling image");
+    // The lock expires and a gateway takes it over: the pod it waits for is
+    // as far along as before.
+    command(f.redis.get(), {"DEL", f.lock()});
+    assert_string_view_equal(word(f.route(kIdentity, "req-2"), 0), "create");
+    assert_string_view_equal(f.field("stage"), "pulling image");
+    assert_string_view_equal(word(f.set_stage(kIdentity, "starting")), "ok");
+    assert_string_view_equal(f.field("stage"), "starting");
+    // A failure, then a new creation: from "queued" again.
+    f.mark_failed("ErrImagePull", "1");
+    command(f.redis.get(), {"DEL", f.session(), f.lock()});
+    f.route(kIdentity, "req-3");
+    assert_string_view_equal(f.field("stage"), "queued");
+    assert_string_view_equal(word(f.set_stage(kIdentity, "creating")), "ok");
+    assert_string_view_equal(f.field("stage"), "creating");
+}
+
+void a_free_pod_without_a_usable_address_is_set_aside(void **state) {
+    Fixture &f = fixture_of(state);
+    // Written by hand, or half lost: no address, a port out of range.
+    command(f.redis.get(), {"SADD", f.keys.pool_free(), "user--pool-ee"});
+    command(f.redis.get(), {"SADD", f.keys.pool_free(), "user--pool-ff"});
+    command(f.redis.get(), {"HSET", f.keys.pool_address(), "user--pool-ff", "127.0.0.9 70000"});
+    command(f.redis.get(), {"SET", f.keys.pool_target(), "not a number"});
+    ReplyPtr cold = f.route(kIdentity, "req-1");
+    assert_string_view_equal(word(cold, 0), "create");
+    assert_string_view_equal(word(cold, 1), "off");
+    // Both are out of the free set, claimed by nobody: never offered again,
+    // and the controller's sweep deletes them.
+    assert_int_equal(f.integer({"SCARD", f.keys.pool_free()}), 0);
+    assert_int_equal(f.integer({"HLEN", f.keys.pool_claimed()}), 2);
+    ReplyPtr again = f.pool(Script::kPoolReady, {"user--pool-ee", "127.0.0.9", "8080"});
+    assert_string_view_equal(word(again, 0), "claimed");
+    assert_string_view_equal(word(again, 1), "");
+    assert_int_equal(f.integer({"LLEN", f.keys.pool_claims()}), 0);
+    assert_string_view_equal(f.field("origin"), "cold");
+}
+
 void retiring_takes_only_a_free_pod(void **state) {
     Fixture &f = fixture_of(state);
     assert_string_view_equal(word(f.pool(Script::kPoolRetire, {"user--pool-cc"}), 0), "gone");
@@ -467,6 +512,10 @@ int main() {
                                         teardown),
         cmocka_unit_test_setup_teardown(
             stages_are_written_only_to_a_pending_session_of_the_same_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(stages_only_move_forward_until_a_new_creation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_free_pod_without_a_usable_address_is_set_aside, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(retiring_takes_only_a_free_pod, setup, teardown),
         cmocka_unit_test_setup_teardown(every_reply_word_is_one_the_core_knows, setup, teardown),
     };

@@ -54,19 +54,29 @@ claimed_gives_a_checked_address_of_its_own_outcome(void **state)
 {
     char               err[PR_ERROR_SIZE];
     pr_route_result_t  result;
-    const char        *claimed[] = { "claimed", "10.244.3.9", "8888" };
-    const char        *outside[] = { "claimed", "pool.example.com", "80" };
+    const char        *claimed[] = { "claimed", "10.244.3.9", "8888",
+                                     "user--pool-0123456789ab" };
+    const char        *outside[] = { "claimed", "pool.example.com", "80",
+                                     "user--pool-0123456789ab" };
+    const char        *no_name[] = { "claimed", "10.244.3.9", "8888" };
+    const char        *bad_name[] = { "claimed", "10.244.3.9", "8888",
+                                      "Pool Pod\n" };
     const char        *no_port[] = { "claimed", "10.244.3.9" };
 
     (void) state;
 
-    assert_int_equal(parse(claimed, 3, &result, err), PR_OK);
+    assert_int_equal(parse(claimed, 4, &result, err), PR_OK);
     assert_int_equal(result.outcome, PR_OUTCOME_CLAIMED);
     assert_string_equal(result.ip, "10.244.3.9");
     assert_int_equal(result.port, 8888);
+    assert_string_equal(result.pool_pod, "user--pool-0123456789ab");
 
-    assert_int_equal(parse(outside, 3, &result, err), PR_BAD_REPLY);
+    assert_int_equal(parse(outside, 4, &result, err), PR_BAD_REPLY);
     assert_non_null(strstr(err, "literal IP"));
+    assert_int_equal(parse(no_name, 3, &result, err), PR_BAD_REPLY);
+    assert_non_null(strstr(err, "name"));
+    assert_int_equal(parse(bad_name, 4, &result, err), PR_BAD_REPLY);
+    assert_non_null(strstr(err, "invalid pool pod name"));
     assert_int_equal(parse(no_port, 2, &result, err), PR_BAD_REPLY);
 }
 

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change; the module checks it at load time. */
-#define PR_CORE_API_VERSION 2
+#define PR_CORE_API_VERSION 3
 
 /* A pod name (at most 63 bytes) plus the terminating NUL. */
 #define PR_POD_NAME_SIZE 64

@@ -25,6 +25,9 @@ typedef struct {
      * a literal IPv4 or IPv6 address and a port 1..65535 */
     char          ip[PR_IP_SIZE];
     unsigned      port;
+    /* PR_OUTCOME_CLAIMED: the warm pool pod's name (a valid pod name), for
+     * logs: the session keeps its own name, another pod serves it */
+    char          pool_pod[PR_POD_NAME_SIZE];
     /* PR_OUTCOME_FAILED: one line of printable ASCII, at most 255 bytes */
     char          reason[PR_REASON_SIZE];
     /* PR_OUTCOME_PENDING: how far the creation has come, one of the
