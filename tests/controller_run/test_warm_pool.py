@@ -311,6 +311,38 @@ def test_a_deleted_pool_pod_leaves_the_free_set_and_is_replaced(stack):
     assert stack.session(session)["pod"] in after
 
 
+def test_the_sweep_repairs_what_redis_says_about_the_pool(stack):
+    """A free pod the route script set aside for an unusable address is
+    deleted; entries of pool pods deleted while no controller watched are
+    forgotten; a free pod that fell out of the free set is offered again."""
+    controller = stack.controller(warm_pool_size=1, warm_pool_sweep_interval="1s").start()
+    set_aside = next(iter(wait_pool_full(stack, controller, 1, timeout=20)))
+    stack.redis.hdel(ADDRESS, set_aside)
+    assert route(stack, "sweep-user")[1] == ["create", "empty"]
+    assert stack.redis.hget(CLAIMED, set_aside) == ""
+    wait_until(lambda: gone_or_terminating(stack, set_aside), timeout=10, what="the set-aside pod deleted")
+    refilled = wait_pool_full(stack, controller, 1, timeout=20)
+    assert set_aside not in refilled
+
+    ghost, ghost_claimed = "user--pool-0000000000aa", "user--pool-0000000000bb"
+    stack.redis.sadd(FREE, ghost)
+    stack.redis.hset(ADDRESS, ghost, "10.244.200.200 8080")
+    stack.redis.hset(CLAIMED, ghost_claimed, "user-long-gone")
+    wait_until(lambda: not stack.redis.sismember(FREE, ghost) and stack.redis.hget(ADDRESS, ghost) is None
+               and stack.redis.hget(CLAIMED, ghost_claimed) is None, timeout=10,
+               what="the entries of pods that do not exist forgotten")
+    assert "forgot a pool pod that Redis listed and no longer exists" in controller.log_text()
+
+    lost = next(iter(refilled))
+    stack.redis.srem(FREE, lost)
+    stack.redis.hdel(ADDRESS, lost)
+    # (a replacement may start meanwhile; one of the two is then surplus)
+    wait_until(lambda: stack.redis.sismember(FREE, lost) or gone_or_terminating(stack, lost), timeout=10,
+               what="the lost free pod offered again")
+    assert stack.redis.hget(ADDRESS, lost) is not None or gone_or_terminating(stack, lost)
+    wait_pool_full(stack, controller, 1, timeout=20)
+
+
 def test_a_pool_pod_whose_container_restarted_is_retired_and_replaced(aux):
     controller = aux.controller(warm_pool_size=2).start()
     before = wait_pool_full(aux, controller, 2, timeout=30)

@@ -152,6 +152,10 @@ ReconcileResult LeaderDuties::reconcile_once() {
         }
     }
 
+    if (!result.complete) {
+        // Sessions not read are not absent: their pods are not orphans.
+        return result;
+    }
     for (const PodView &pod : pods.value()) {
         if (pod.condition == PodCondition::kTerminating || pod.session.empty()) {
             continue; // leaving, or a pool pod no user has (the pool tends it)
@@ -201,7 +205,7 @@ void LeaderDuties::run() noexcept {
     bool was_leader = false;
     Clock::time_point next_reap = Clock::now();
     Clock::time_point next_reconcile = Clock::now();
-    Clock::time_point leader_since{};
+    bool pool_term_new = false; // until the pool's first pass of this term has run
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mutex_);
@@ -217,10 +221,13 @@ void LeaderDuties::run() noexcept {
                 // Newly elected: repair what the previous leader may have left.
                 next_reconcile = now;
                 next_reap = now;
-                leader_since = now;
+                pool_term_new = true;
             }
             was_leader = leader;
             if (!leader) {
+                if (pool_ != nullptr) {
+                    pool_->follow();
+                }
                 continue;
             }
             if (now >= next_reconcile) {
@@ -229,7 +236,8 @@ void LeaderDuties::run() noexcept {
                                                        : std::chrono::milliseconds(10'000));
             }
             if (pool_ != nullptr) {
-                pool_->tend(leader_since == now);
+                pool_->tend(pool_term_new);
+                pool_term_new = false; // not before: a pass that threw starts over
             }
             if (now >= next_reap) {
                 const ReapResult reaped = reap_once();

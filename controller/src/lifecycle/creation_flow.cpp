@@ -120,7 +120,7 @@ std::optional<PodView> CreationFlow::cached(const std::string &pod) const {
     return found->second;
 }
 
-void CreationFlow::write_stage(SessionWriter &sessions, const std::string &pod,
+bool CreationFlow::write_stage(SessionWriter &sessions, const std::string &pod,
                                const std::string &identity, std::string_view stage) {
     // Progress for a waiting user, nothing more: a failure is only logged,
     // and the outcome (ready or failed) is written regardless.
@@ -129,7 +129,9 @@ void CreationFlow::write_stage(SessionWriter &sessions, const std::string &pod,
         log_.debug(
             "writing the spawn stage failed",
             {{"pod", pod}, {"stage", std::string(stage)}, {"error", written.error().message}});
+        return false;
     }
+    return true;
 }
 
 std::size_t CreationFlow::unsettled() const {
@@ -532,8 +534,9 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
     }
     if (view && view->condition == PodCondition::kStarting) {
         const std::string_view stage = spawn_stage_of(*view);
-        if (stage != entry.stage) {
-            write_stage(recorder_sessions_, pod, entry.identity, stage);
+        // Remembered only once written, so a stage Redis missed is tried
+        // again on the next pass.
+        if (stage != entry.stage && write_stage(recorder_sessions_, pod, entry.identity, stage)) {
             const std::lock_guard<std::mutex> lock(mutex_);
             const auto found = tracked_.find(pod);
             if (found != tracked_.end()) {

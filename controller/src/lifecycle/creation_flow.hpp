@@ -116,7 +116,8 @@ class CreationFlow final : public PodObserver {
     void retry_or_dead_letter(Attempt attempt, const std::string &why, Clock::time_point now);
     Clock::duration backoff(int attempts) const;
 
-    void write_stage(SessionWriter &sessions, const std::string &pod, const std::string &identity,
+    // False when Redis did not take it.
+    bool write_stage(SessionWriter &sessions, const std::string &pod, const std::string &identity,
                      std::string_view stage);
     // Recorder side: the outcome for one tracked pod; false to retry later.
     void record(const std::string &pod, Clock::time_point now);

@@ -1,6 +1,7 @@
 #include "pool/warm_pool.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <random>
 
 namespace pod_router::controller {
@@ -65,59 +66,83 @@ std::string WarmPool::new_pod_name() {
     return naming_.pool_pod_name(suffix);
 }
 
-void WarmPool::label_claim(const PoolClaim &claim, PoolPassResult &result) {
-    if (labelled_.count(claim.pod) != 0) {
-        return; // the same claim, seen again through pool_ready after a restart
+WarmPool::Clock::duration WarmPool::backoff(int attempts) const {
+    Clock::duration wait = settings_.retry_initial;
+    for (int i = 1; i < attempts && wait < settings_.retry_max; ++i) {
+        wait *= 2;
+    }
+    return std::min<Clock::duration>(wait, settings_.retry_max);
+}
+
+void WarmPool::queue_claim(const std::string &pod, const std::string &session) {
+    // Claimed: never offered by this replica again, whatever it believed.
+    offered_.erase(pod);
+    if (labelled_.count(pod) == 0 && withdrawn_.count(pod) == 0) {
+        unlabelled_.try_emplace(pod, PendingClaim{session, 0, now_});
+    }
+}
+
+WarmPool::ClaimStep WarmPool::delete_claimed(const std::string &pod, const std::string &why) {
+    const ApiResult deleted = api_.delete_pod(pod);
+    if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
+        log_.warn("deleting a claimed pool pod failed", {{"pod", pod}, {"error", deleted.message}});
+        return ClaimStep::kRetry;
+    }
+    withdrawn_.insert(pod);
+    log_.info(why, {{"pod", pod}});
+    return ClaimStep::kDone;
+}
+
+WarmPool::ClaimStep WarmPool::label_claim(const std::string &pod, PendingClaim &claim) {
+    if (claim.session.empty()) {
+        // Taken out by route for an address it could not use: nobody has it.
+        return delete_claimed(pod, "deleting a pool pod whose address Redis could not use");
     }
     auto session = store_.session(claim.session);
     if (!session) {
-        unlabelled_.push_back(claim);
-        result.complete = false;
-        return;
+        return ClaimStep::kRetry;
     }
-    if (!session.value() || session.value()->pod != claim.pod) {
+    if (!session.value() || session.value()->pod != pod) {
         // The user let go of it already (a dead address, a reap): a claimed
         // pod is never offered again, so it is only deleted.
-        const ApiResult deleted = api_.delete_pod(claim.pod);
-        log_.info("deleting a claimed pool pod its session no longer uses",
-                  {{"pod", claim.pod}, {"session", claim.session}, {"api", deleted.message}});
-        return;
+        return delete_claimed(pod, "deleting a claimed pool pod its session no longer uses");
     }
-    const ApiResult labelled =
-        api_.label_claimed(claim.pod, claim.session, session.value()->identity);
+    const ApiResult labelled = api_.label_claimed(pod, claim.session, session.value()->identity);
     switch (labelled.outcome) {
     case ApiOutcome::kDone:
-        labelled_.insert(claim.pod);
-        ++result.labelled;
+        labelled_.insert(pod);
         metrics_.pool_claims.add();
-        log_.info("pool pod claimed by a new user",
-                  {{"pod", claim.pod}, {"session", claim.session}});
-        return;
+        log_.info("pool pod claimed by a new user", {{"pod", pod}, {"session", claim.session}});
+        return ClaimStep::kDone;
     case ApiOutcome::kNotFound:
-        return; // gone: the watch reports it and it is forgotten
+        return ClaimStep::kDone; // gone: the watch reports it and it is forgotten
     case ApiOutcome::kRejected:
-        // The claim stands without labels: the session names the pod, so it
-        // is reaped as usual. Only the labels for operators are missing.
-        log_.error("labelling a claimed pool pod was refused",
-                   {{"pod", claim.pod}, {"status", labelled.status}, {"error", labelled.message}});
-        return;
+        // The claim stands without labels, and the session names the pod,
+        // so it is reaped as usual; but until it is labelled nothing else
+        // would delete it, so it is tried again, ever more slowly.
+        if (claim.attempts == 0) {
+            log_.error("labelling a claimed pool pod was refused; retrying with a back-off",
+                       {{"pod", pod}, {"status", labelled.status}, {"error", labelled.message}});
+        }
+        return ClaimStep::kRetry;
     case ApiOutcome::kExists:
     case ApiOutcome::kUnavailable:
         break;
     }
-    unlabelled_.push_back(claim);
-    result.complete = false;
+    return ClaimStep::kRetry;
 }
 
-void WarmPool::retire_and_delete(const PodView &pod, const char *reason, bool surplus,
+void WarmPool::retire_and_delete(const PodView &pod, const char *reason, Claimed claimed,
                                  PoolPassResult &result) {
     auto retired = store_.pool_retire(pod.name);
     if (!retired) {
         result.complete = false;
         return;
     }
-    if (retired.value().outcome == ScriptOutcome::kClaimed && surplus) {
-        return; // a user has it now
+    const bool was_claimed = retired.value().outcome == ScriptOutcome::kClaimed;
+    if (was_claimed && claimed == Claimed::kOnlyIfFree) {
+        queue_claim(pod.name, retired.value().session); // a user has it now
+        return;
     }
     const ApiResult deleted = api_.delete_pod(pod.name);
     if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
@@ -125,9 +150,13 @@ void WarmPool::retire_and_delete(const PodView &pod, const char *reason, bool su
         result.complete = false;
         return;
     }
+    // Until the watch shows it terminating, it still looks Ready: it must
+    // not be offered again meanwhile, nor counted twice.
+    withdrawn_.insert(pod.name);
     offered_.erase(pod.name);
     created_.erase(pod.name);
-    if (retired.value().outcome == ScriptOutcome::kClaimed) {
+    unlabelled_.erase(pod.name);
+    if (was_claimed) {
         // Broken after a user claimed it: that user's next request finds the
         // address dead and gets a new pod, like any user whose pod died.
         log_.warn("deleted a claimed pool pod that broke",
@@ -139,10 +168,109 @@ void WarmPool::retire_and_delete(const PodView &pod, const char *reason, bool su
     log_.info("pool pod removed", {{"pod", pod.name}, {"reason", reason}, {"detail", pod.reason}});
 }
 
-PoolPassResult WarmPool::tend(bool newly_elected) {
+void WarmPool::sweep(const std::vector<PodView> &pods, PoolPassResult &result) {
+    auto members = store_.pool_members();
+    if (!members) {
+        result.complete = false;
+        next_sweep_ =
+            now_ + std::min<Clock::duration>(settings_.sweep_interval, std::chrono::seconds(5));
+        return;
+    }
+    next_sweep_ = now_ + settings_.sweep_interval;
+    std::map<std::string, const PodView *> existing;
+    for (const PodView &pod : pods) {
+        existing.emplace(pod.name, &pod);
+    }
+    // A pod deleted while no replica watched (all down, or a leader that
+    // lost its lease in the middle) leaves its entries behind: a dead
+    // address a new user would be given, and a free count the refill
+    // trusts. Missing at two sweeps running, never at one: another leader
+    // can offer a pod this watch has not shown yet.
+    std::set<std::string> missing;
+    for (const std::string &name : members.value().named) {
+        if (existing.count(name) != 0) {
+            continue;
+        }
+        if (missing_.count(name) == 0) {
+            missing.insert(name);
+            continue;
+        }
+        if (!store_.pool_forget(name)) {
+            result.complete = false;
+            missing.insert(name);
+            continue;
+        }
+        ++result.forgotten;
+        log_.warn("forgot a pool pod that Redis listed and no longer exists", {{"pod", name}});
+    }
+    missing_ = std::move(missing);
+    // Offered once, now in none of the keys (removed by hand, or lost with
+    // Redis data): offered again on this pass; pool_ready refuses a claimed one.
+    for (auto name = offered_.begin(); name != offered_.end();) {
+        name = members.value().named.count(*name) == 0 ? offered_.erase(name) : std::next(name);
+    }
+    // A claim whose queue entry was lost (a reply that never came, a pass
+    // that failed after taking it) is found here: claimed, still unlabelled.
+    for (const auto &[name, session] : members.value().claimed) {
+        const auto pod = existing.find(name);
+        if (pod != existing.end() && pod->second->session.empty() &&
+            pod->second->condition != PodCondition::kTerminating) {
+            queue_claim(name, session);
+        }
+    }
+}
+
+void WarmPool::create_pods(std::size_t wanted, PoolPassResult &result) {
+    if (now_ < next_create_) {
+        return; // backing off after a refusal
+    }
+    for (std::size_t i = 0; i < wanted; ++i) {
+        const std::string name = new_pod_name();
+        const ApiResult created = api_.create_pool_pod(name);
+        if (created.outcome == ApiOutcome::kExists) {
+            continue; // 48 random bits collided: the next pass tries again
+        }
+        if (created.outcome != ApiOutcome::kDone) {
+            // A quota, an admission webhook, the API away: each pass would
+            // ask again and spend the rate limit the reaper shares.
+            ++create_failures_;
+            next_create_ = now_ + backoff(create_failures_);
+            if (create_failures_ == 1 || (create_failures_ & (create_failures_ - 1)) == 0) {
+                log_.warn("creating a pool pod failed; backing off",
+                          {{"status", created.status},
+                           {"error", created.message},
+                           {"failures", std::to_string(create_failures_)}});
+            }
+            result.complete = false;
+            return;
+        }
+        create_failures_ = 0;
+        created_[name] = now_;
+        metrics_.pool_pods_created.add();
+        ++result.created;
+    }
+}
+
+void WarmPool::follow() {
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        deleted_.clear(); // the next leader sweeps instead
+    }
+    offered_.clear();
+    created_.clear();
+    unlabelled_.clear();
+    missing_.clear();
+    next_sweep_ = Clock::time_point{};
+    target_published_ = false;
+}
+
+PoolPassResult WarmPool::tend_at(bool newly_elected, Clock::time_point now) {
     PoolPassResult result;
+    now_ = now;
     if (newly_elected) {
         offered_.clear();
+        missing_.clear();
+        next_sweep_ = Clock::time_point{}; // another leader may have acted: look at once
         target_published_ = false;
     }
     if (!target_published_) {
@@ -168,6 +296,7 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
         created_.erase(name);
         labelled_.erase(name);
         withdrawn_.erase(name);
+        unlabelled_.erase(name);
         if (!store_.pool_forget(name)) {
             result.complete = false;
             const std::lock_guard<std::mutex> lock(mutex_);
@@ -178,16 +307,36 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
         return result; // nothing is known about the pool yet
     }
 
-    std::vector<PoolClaim> claims;
-    claims.swap(unlabelled_);
     auto taken = store_.take_claims(kClaimsPerPass);
     if (taken) {
-        claims.insert(claims.end(), taken.value().begin(), taken.value().end());
+        for (const PoolClaim &claim : taken.value()) {
+            queue_claim(claim.pod, claim.session);
+        }
     } else {
         result.complete = false;
     }
-    for (const PoolClaim &claim : claims) {
-        label_claim(claim, result);
+    if (now_ >= next_sweep_) {
+        sweep(pods, result);
+    }
+    std::size_t attempted = 0;
+    for (auto claim = unlabelled_.begin();
+         claim != unlabelled_.end() && attempted < kClaimsPerPass;) {
+        if (claim->second.next_try > now_) {
+            ++claim;
+            continue;
+        }
+        ++attempted;
+        if (label_claim(claim->first, claim->second) == ClaimStep::kDone) {
+            if (labelled_.count(claim->first) != 0) {
+                ++result.labelled;
+            }
+            claim = unlabelled_.erase(claim);
+            continue;
+        }
+        ++claim->second.attempts;
+        claim->second.next_try = now_ + backoff(claim->second.attempts);
+        result.complete = false;
+        ++claim;
     }
 
     const std::int64_t now_ms = wall_clock_ms();
@@ -198,36 +347,45 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
         if (!pod.session.empty()) {
             created_.erase(pod.name); // labelled: a user's pod now
             labelled_.erase(pod.name);
+            unlabelled_.erase(pod.name);
             continue;
+        }
+        if (withdrawn_.count(pod.name) != 0 || unlabelled_.count(pod.name) != 0 ||
+            labelled_.count(pod.name) != 0) {
+            continue; // on its way out, or a user's already (the watch lags)
         }
         if (pod.condition == PodCondition::kTerminating) {
             // Deleted by someone (an operator, an eviction): out of the pool
             // now, not when its grace period ends, so no new user is given
             // a dying pod and a replacement starts at once.
             created_.erase(pod.name);
-            if (withdrawn_.count(pod.name) == 0) {
-                if (store_.pool_retire(pod.name)) {
-                    withdrawn_.insert(pod.name);
-                    offered_.erase(pod.name);
-                } else {
-                    result.complete = false;
-                }
+            auto retired = store_.pool_retire(pod.name);
+            if (retired) {
+                withdrawn_.insert(pod.name);
+                offered_.erase(pod.name);
+            } else {
+                result.complete = false;
             }
             continue;
         }
         if (pod.condition == PodCondition::kFailed) {
-            retire_and_delete(pod, "failed", false, result);
+            retire_and_delete(pod, "failed", Claimed::kAlso, result);
             continue;
         }
         if (pod.restarts > 0) {
-            // Its process died once: whatever it held is suspect.
-            retire_and_delete(pod, "restarted", false, result);
+            // Its process died once: whatever it held is suspect. A claimed
+            // one is its user's, and restarts as user pods do.
+            retire_and_delete(pod, "restarted", Claimed::kOnlyIfFree, result);
             continue;
         }
         if (pod.condition == PodCondition::kStarting) {
             const std::int64_t age_ms = pod.created_ms > 0 ? now_ms - pod.created_ms : 0;
-            if (age_ms >= settings_.start_timeout.count()) {
-                retire_and_delete(pod, "start_timeout", false, result);
+            if (offered_.count(pod.name) != 0) {
+                // Ready once, not now: out of the free set before a new user
+                // is sent to it, and not counted as starting while there.
+                retire_and_delete(pod, "not_ready", Claimed::kOnlyIfFree, result);
+            } else if (age_ms >= settings_.start_timeout.count()) {
+                retire_and_delete(pod, "start_timeout", Claimed::kOnlyIfFree, result);
             } else {
                 ++result.starting;
             }
@@ -244,7 +402,7 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
         }
         if (ready.value().outcome == ScriptOutcome::kClaimed) {
             // Claimed while this replica was not looking: label it now.
-            label_claim(PoolClaim{pod.name, ready.value().session}, result);
+            queue_claim(pod.name, ready.value().session);
             continue;
         }
         offered_.insert(pod.name);
@@ -253,17 +411,16 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
         const auto mine = created_.find(pod.name);
         if (mine != created_.end()) {
             metrics_.pool_refill_seconds.observe(
-                std::chrono::duration<double>(Clock::now() - mine->second).count());
+                std::chrono::duration<double>(now_ - mine->second).count());
             created_.erase(mine);
         }
     }
     // Created by this replica, not shown by the watch yet: still starting,
     // or the next pass would create them again.
-    const auto now = Clock::now();
     for (auto mine = created_.begin(); mine != created_.end();) {
         if (listed.count(mine->first) != 0) {
             ++mine;
-        } else if (now - mine->second > settings_.unseen_timeout) {
+        } else if (now_ - mine->second > settings_.unseen_timeout) {
             mine = created_.erase(mine);
         } else {
             ++result.starting;
@@ -280,24 +437,7 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
     result.free = free.value();
     const std::size_t supply = result.free + result.starting;
     if (supply < settings_.size) {
-        const std::size_t wanted =
-            std::min(settings_.size - supply, settings_.max_creations_per_pass);
-        for (std::size_t i = 0; i < wanted; ++i) {
-            const std::string name = new_pod_name();
-            const ApiResult created = api_.create_pool_pod(name);
-            if (created.outcome == ApiOutcome::kExists) {
-                continue; // 48 random bits collided: the next pass tries again
-            }
-            if (created.outcome != ApiOutcome::kDone) {
-                log_.warn("creating a pool pod failed",
-                          {{"status", created.status}, {"error", created.message}});
-                result.complete = false;
-                break;
-            }
-            created_[name] = Clock::now();
-            metrics_.pool_pods_created.add();
-            ++result.created;
-        }
+        create_pods(std::min(settings_.size - supply, settings_.max_creations_per_pass), result);
     } else if (supply > settings_.size) {
         std::size_t surplus = std::min(supply - settings_.size, result.free);
         for (const PodView *pod : offered) {
@@ -305,7 +445,7 @@ PoolPassResult WarmPool::tend(bool newly_elected) {
                 break;
             }
             const std::size_t before = result.retired;
-            retire_and_delete(*pod, "surplus", true, result);
+            retire_and_delete(*pod, "surplus", Claimed::kOnlyIfFree, result);
             if (result.retired > before) {
                 --surplus;
                 --result.free;

@@ -227,6 +227,10 @@ void add_run_flags(CLI::App &command, RunFlags &flags) {
            "POD_ROUTER_WARM_POOL_SIZE")
         ->check(CLI::Range(0, 10000))
         ->group("Lifecycle");
+    option("--warm-pool-sweep-interval", flags.warm_pool_sweep_interval,
+           "How often the leader checks the pool's Redis entries against the pods that exist",
+           "POD_ROUTER_WARM_POOL_SWEEP_INTERVAL")
+        ->group("Lifecycle");
 
     option("--lease-namespace", flags.lease_namespace,
            "Namespace of the leader Lease; empty: the service account's (or kubeconfig's)",
@@ -287,6 +291,8 @@ Expected<RunSettings> resolve_run_settings(const RunFlags &flags) {
         {flags.start_timeout, "--start-timeout", &settings.flow.start_timeout},
         {flags.orphan_grace, "--orphan-grace", &settings.duties.orphan_grace},
         {flags.failed_ttl, "--failed-ttl", &failed_ttl},
+        {flags.warm_pool_sweep_interval, "--warm-pool-sweep-interval",
+         &settings.pool.sweep_interval},
         {flags.lease_duration, "--lease-duration", &settings.lease.lease_duration},
         {flags.renew_deadline, "--renew-deadline", &settings.lease.renew_deadline},
         {flags.retry_period, "--retry-period", &settings.lease.retry_period},

@@ -57,6 +57,7 @@ struct RunFlags {
     std::string failed_ttl = "30s";
     int max_attempts = 5;
     std::size_t warm_pool_size = 0;
+    std::string warm_pool_sweep_interval = "30s";
 
     std::string lease_namespace; // empty: the kubeconfig's or service account's namespace
     std::string lease_name = "pod-router-controller";

@@ -299,25 +299,41 @@ Expected<std::vector<PoolClaim>> SessionStore::take_claims(std::size_t limit) {
     return claims;
 }
 
-Expected<std::vector<std::string>> SessionStore::claimed_by(const std::vector<std::string> &pods) {
-    std::vector<std::string> sessions;
-    if (pods.empty()) {
-        return sessions;
+Expected<PoolMembers> SessionStore::pool_members() {
+    // Three reads, not one transaction: a pod offered or claimed between
+    // them is listed by one or the other, and the sweep acts only on pods
+    // it finds missing twice.
+    PoolMembers members;
+    auto free = command({"SMEMBERS", keys_.pool_free()});
+    if (!free) {
+        return free.error();
     }
-    std::vector<std::string> call = {"HMGET", keys_.pool_claimed()};
-    call.insert(call.end(), pods.begin(), pods.end());
-    auto reply = command(call);
-    if (!reply) {
-        return reply.error();
+    auto addressed = command({"HKEYS", keys_.pool_address()});
+    if (!addressed) {
+        return addressed.error();
     }
-    const redisReply *value = reply.value().get();
-    if (value->type != REDIS_REPLY_ARRAY || value->elements != pods.size()) {
-        return unavailable(endpoint() + ": HMGET: unexpected reply");
+    auto claimed = command({"HGETALL", keys_.pool_claimed()});
+    if (!claimed) {
+        return claimed.error();
     }
-    for (std::size_t i = 0; i < value->elements; ++i) {
-        sessions.push_back(reply_text(value->element[i]));
+    for (const redisReply *list : {free.value().get(), addressed.value().get()}) {
+        if (list->type != REDIS_REPLY_ARRAY) {
+            return unavailable(endpoint() + ": pool members: " + reply_text(list));
+        }
+        for (std::size_t i = 0; i < list->elements; ++i) {
+            members.named.insert(reply_text(list->element[i]));
+        }
     }
-    return sessions;
+    const redisReply *pairs = claimed.value().get();
+    if (pairs->type != REDIS_REPLY_ARRAY || pairs->elements % 2 != 0) {
+        return unavailable(endpoint() + ": HGETALL: " + reply_text(pairs));
+    }
+    for (std::size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        const std::string pod = reply_text(pairs->element[i]);
+        members.named.insert(pod);
+        members.claimed[pod] = reply_text(pairs->element[i + 1]);
+    }
+    return members;
 }
 
 Expected<std::optional<SessionRecord>> SessionStore::session(const std::string &pod) {

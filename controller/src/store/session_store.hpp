@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,10 +55,18 @@ struct PoolReply {
     std::string session;
 };
 
-// A claim the controller must still label: the pool pod and its session.
+// A claim the controller must still label: the pool pod and its session
+// (empty: route took the pod out for an unusable address; delete it).
 struct PoolClaim {
     std::string pod;
     std::string session;
+};
+
+// Every pool pod Redis knows of, for the leader's sweep against the pods
+// that exist.
+struct PoolMembers {
+    std::set<std::string> named;                // in pool:free, pool:address or pool:claimed
+    std::map<std::string, std::string> claimed; // pool:claimed: pod -> session
 };
 
 // What the creation flow needs from Redis: a seam, so that unit tests can
@@ -89,8 +99,7 @@ class PoolStore {
     virtual Status set_pool_target(std::size_t size) = 0;
     // Up to limit claims, oldest first, removed from the queue.
     virtual Expected<std::vector<PoolClaim>> take_claims(std::size_t limit) = 0;
-    // The session each pod was claimed for ("" when not claimed), in order.
-    virtual Expected<std::vector<std::string>> claimed_by(const std::vector<std::string> &pods) = 0;
+    virtual Expected<PoolMembers> pool_members() = 0;
     virtual Expected<std::optional<SessionRecord>> session(const std::string &pod) = 0;
 };
 
@@ -122,7 +131,7 @@ class SessionStore final : public SessionWriter, public PoolStore {
     Expected<std::size_t> pool_free_count() override;
     Status set_pool_target(std::size_t size) override;
     Expected<std::vector<PoolClaim>> take_claims(std::size_t limit) override;
-    Expected<std::vector<std::string>> claimed_by(const std::vector<std::string> &pods) override;
+    Expected<PoolMembers> pool_members() override;
 
     // The session of a pod, or nullopt when there is none.
     Expected<std::optional<SessionRecord>> session(const std::string &pod) override;
