@@ -226,17 +226,16 @@ return 'not-owner'
 
 // A creation's progress for the waiting user. Only a pending session of the
 // same identity is written: a stage never revives or relabels anything. A
-// stage only moves forward (the order of kSpawnStages): a redelivered event
-// says "creating" again for a pod that is already pulling its image. A new
-// creation starts again from "queued", which route writes with the lock.
+// stage only moves forward (stage_rank, built from kSpawnStages): a
+// redelivered event says "creating" again for a pod that is already pulling
+// its image. A new creation starts again from "queued", which route writes
+// with the lock.
 constexpr std::string_view kSetStageBody = R"lua(
 local state, identity, stage = unpack(redis.call('HMGET', KEYS[1], 'state', 'identity', 'stage'))
 if state ~= 'pending' or identity ~= ARGV[1] then
   return 'changed'
 end
-local rank = {['queued'] = 1, ['creating'] = 2, ['scheduled'] = 3, ['pulling image'] = 4,
-  ['starting'] = 5}
-if (rank[stage or ''] or 0) < (rank[ARGV[2]] or 0) then
+if (stage_rank[stage or ''] or 0) < (stage_rank[ARGV[2]] or 0) then
   redis.call('HSET', KEYS[1], 'stage', ARGV[2])
 end
 return 'ok'
@@ -280,6 +279,26 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 return 'ok'
 )lua";
+
+// The spawn stages in their order; set_stage's Lua table is built from it.
+constexpr std::array<std::string_view, 7> kSpawnStages = {
+    spawn_stage::kQueued,       spawn_stage::kCreating, spawn_stage::kScheduled,
+    spawn_stage::kPullingImage, spawn_stage::kStarting, spawn_stage::kReady,
+    spawn_stage::kFailed};
+
+// "local stage_rank = {['queued'] = 1, ...}": stage words are plain
+// lower-case text, safe between quotes.
+std::string lua_stage_ranks() {
+    std::string table = "local stage_rank = {";
+    for (std::size_t i = 0; i < kSpawnStages.size(); ++i) {
+        table.append(i == 0 ? "" : ", ")
+            .append("['")
+            .append(kSpawnStages[i])
+            .append("'] = ")
+            .append(std::to_string(i + 1));
+    }
+    return table.append("}\n");
+}
 
 struct ScriptText {
     Script id;
@@ -334,8 +353,11 @@ std::unique_ptr<const BuiltScripts> build_scripts() {
     auto built = std::make_unique<BuiltScripts>();
     for (std::size_t i = 0; i < kScriptCount; ++i) {
         const ScriptText &text = kScriptTexts[i];
-        built->sources[i].reserve(kLuaPrelude.size() + text.body.size());
-        built->sources[i].append(kLuaPrelude).append(text.body);
+        built->sources[i].append(kLuaPrelude);
+        if (text.id == Script::kSetStage) {
+            built->sources[i].append(lua_stage_ranks()); // only it compares stages
+        }
+        built->sources[i].append(text.body);
         Expected<std::string> sha1 = detail::sha1_hex(built->sources[i]);
         if (sha1) {
             built->sha1s[i] = std::move(sha1).value();
@@ -374,11 +396,6 @@ constexpr std::array<std::pair<ScriptOutcome, std::string_view>, 16> kOutcomeWor
     {ScriptOutcome::kSuperseded, "superseded"},
 }};
 
-constexpr std::array<std::string_view, 7> kSpawnStages = {
-    spawn_stage::kQueued,       spawn_stage::kCreating, spawn_stage::kScheduled,
-    spawn_stage::kPullingImage, spawn_stage::kStarting, spawn_stage::kReady,
-    spawn_stage::kFailed};
-
 } // namespace
 
 bool is_valid_redis_key_prefix(std::string_view prefix) noexcept {
@@ -387,15 +404,6 @@ bool is_valid_redis_key_prefix(std::string_view prefix) noexcept {
     }
     // Printable ASCII without spaces: readable in redis-cli, safe in logs.
     return std::all_of(prefix.begin(), prefix.end(), [](char c) { return c > ' ' && c <= '~'; });
-}
-
-int spawn_stage_rank(std::string_view stage) noexcept {
-    for (std::size_t i = 0; i < kSpawnStages.size(); ++i) {
-        if (kSpawnStages[i] == stage) {
-            return static_cast<int>(i);
-        }
-    }
-    return -1;
 }
 
 Expected<RedisKeys> RedisKeys::create(std::string_view key_prefix) {

@@ -147,6 +147,7 @@ def test_a_claim_the_gateway_cannot_use_is_refused_and_not_counted(gateway, redi
     assert status == 502
     assert log_of(gateway, "user-warm-eve", 1) == [["FORBIDDEN", "user-warm-eve", "502"]]
     assert "outside pod_router_allow_cidr" in gateway.error_log()
+    assert driver.redis.hget(POOL_CLAIMED, "user--pool-x1") == "user-warm-eve"  # it was claimed
     found = values(gateway)
     assert found["pod_router_pool_claims_total"] == 0
     assert found['pod_router_new_pod_seconds_count{path="warm"}'] == 0

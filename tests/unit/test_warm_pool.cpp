@@ -245,6 +245,27 @@ const std::string kPodB = "user--pool-00000000000b";
 
 // ------------------------------------------------------------------ tests
 
+// Passes every 100 ms from `from` until `done` holds (at most a minute):
+// the time of that pass.
+template <typename Done> TimePoint pass_until(Harness &h, TimePoint from, Done done) {
+    for (TimePoint at = from + milliseconds(100); at < from + seconds(60);
+         at += milliseconds(100)) {
+        h.pass(at);
+        if (done()) {
+            return at;
+        }
+    }
+    fail_msg("nothing happened within a minute of passes");
+    return from;
+}
+
+// jittered_backoff with retry_initial 1 s: the n-th retry waits between
+// 0.5 s and 2^n s.
+void assert_backed_off(TimePoint from, TimePoint retried, int attempt) {
+    const auto waited = std::chrono::duration_cast<milliseconds>(retried - from).count();
+    assert_in_range(waited, 500, 1000 << attempt);
+}
+
 void a_refused_label_is_retried_with_a_back_off_never_dropped(void **) {
     Harness h(1);
     h.pod(kPodA);
@@ -253,23 +274,19 @@ void a_refused_label_is_retried_with_a_back_off_never_dropped(void **) {
 
     h.store.claim(kPodA, "user-s1");
     h.api.label_script = {kRefused, kRefused};
-    h.pass(kStart + milliseconds(500));
+    const TimePoint first = kStart + milliseconds(500);
+    h.pass(first);
     assert_int_equal(count_of(h.api.labels, kPodA), 1);
-    // Within the back-off: not asked again, and never offered again.
-    h.pass(kStart + milliseconds(1000));
-    assert_int_equal(count_of(h.api.labels, kPodA), 1);
-    assert_true(h.store.free.count(kPodA) == 0);
-    // First back-off (1 s) over: refused again; the next wait is 2 s.
-    h.pass(kStart + milliseconds(1600));
-    assert_int_equal(count_of(h.api.labels, kPodA), 2);
-    h.pass(kStart + milliseconds(3000));
-    assert_int_equal(count_of(h.api.labels, kPodA), 2);
-    const PoolPassResult done = h.pass(kStart + milliseconds(3700));
-    assert_int_equal(count_of(h.api.labels, kPodA), 3);
-    assert_int_equal(done.labelled, 1);
+    assert_true(h.store.free.count(kPodA) == 0); // never offered again
+    const TimePoint second =
+        pass_until(h, first, [&] { return count_of(h.api.labels, kPodA) == 2; });
+    assert_backed_off(first, second, 1);
+    const TimePoint third =
+        pass_until(h, second, [&] { return count_of(h.api.labels, kPodA) == 3; });
+    assert_backed_off(second, third, 2);
     assert_int_equal(h.metrics.pool_claims.value(), 1);
     // Labelled once: a later pass does not label it again.
-    h.pass(kStart + seconds(20));
+    h.pass(third + seconds(20));
     assert_int_equal(count_of(h.api.labels, kPodA), 3);
 }
 
@@ -397,15 +414,11 @@ void refused_creations_back_off(void **) {
     h.api.create_script = {kRefused, kRefused};
     h.pass(kStart, true);
     assert_int_equal(h.api.creates.size(), 1); // the first refusal stops the pass
-    h.pass(kStart + milliseconds(500));
-    assert_int_equal(h.api.creates.size(), 1);
-    h.pass(kStart + milliseconds(1000));
-    assert_int_equal(h.api.creates.size(), 2);
-    h.pass(kStart + milliseconds(2500)); // second back-off is 2 s
-    assert_int_equal(h.api.creates.size(), 2);
-    PoolPassResult refilled = h.pass(kStart + milliseconds(3000));
-    assert_int_equal(refilled.created, 2);
-    assert_int_equal(h.api.creates.size(), 4);
+    const TimePoint second = pass_until(h, kStart, [&] { return h.api.creates.size() == 2; });
+    assert_backed_off(kStart, second, 1);
+    const TimePoint third = pass_until(h, second, [&] { return h.api.creates.size() > 2; });
+    assert_backed_off(second, third, 2);
+    assert_int_equal(h.api.creates.size(), 4); // accepted: both created in that pass
 }
 
 void redis_away_changes_nothing_and_loses_no_claim(void **) {

@@ -84,8 +84,6 @@ inline constexpr std::string_view kStarting = "starting"; // containers run, not
 inline constexpr std::string_view kReady = "ready";
 inline constexpr std::string_view kFailed = "failed";
 } // namespace spawn_stage
-// A stage's place in that order (0 for queued), or -1 for any other word.
-int spawn_stage_rank(std::string_view stage) noexcept;
 
 class RedisKeys {
   public:

@@ -57,21 +57,16 @@ void WarmPool::observe_all(const std::vector<PodView> &pods) {
 // --------------------------------------------------------------- leader side
 
 std::string WarmPool::new_pod_name() {
-    thread_local std::mt19937_64 random{std::random_device{}()};
     static constexpr char kHex[] = "0123456789abcdef";
     std::string suffix(12, '0');
     for (char &c : suffix) {
-        c = kHex[random() & 15];
+        c = kHex[random_() & 15];
     }
     return naming_.pool_pod_name(suffix);
 }
 
-WarmPool::Clock::duration WarmPool::backoff(int attempts) const {
-    Clock::duration wait = settings_.retry_initial;
-    for (int i = 1; i < attempts && wait < settings_.retry_max; ++i) {
-        wait *= 2;
-    }
-    return std::min<Clock::duration>(wait, settings_.retry_max);
+WarmPool::Clock::duration WarmPool::backoff(int attempts) {
+    return jittered_backoff(attempts, settings_.retry_initial, settings_.retry_max, random_);
 }
 
 void WarmPool::queue_claim(const std::string &pod, const std::string &session) {
@@ -235,7 +230,7 @@ void WarmPool::create_pods(std::size_t wanted, PoolPassResult &result) {
             // ask again and spend the rate limit the reaper shares.
             ++create_failures_;
             next_create_ = now_ + backoff(create_failures_);
-            if (create_failures_ == 1 || (create_failures_ & (create_failures_ - 1)) == 0) {
+            if ((create_failures_ & (create_failures_ - 1)) == 0) { // 1st, 2nd, 4th, 8th...
                 log_.warn("creating a pool pod failed; backing off",
                           {{"status", created.status},
                            {"error", created.message},
@@ -251,27 +246,28 @@ void WarmPool::create_pods(std::size_t wanted, PoolPassResult &result) {
     }
 }
 
+void WarmPool::forget_term() {
+    offered_.clear();
+    missing_.clear();
+    next_sweep_ = Clock::time_point{}; // another leader may have acted: look at once
+    target_published_ = false;
+}
+
 void WarmPool::follow() {
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         deleted_.clear(); // the next leader sweeps instead
     }
-    offered_.clear();
+    forget_term();
     created_.clear();
     unlabelled_.clear();
-    missing_.clear();
-    next_sweep_ = Clock::time_point{};
-    target_published_ = false;
 }
 
 PoolPassResult WarmPool::tend_at(bool newly_elected, Clock::time_point now) {
     PoolPassResult result;
     now_ = now;
     if (newly_elected) {
-        offered_.clear();
-        missing_.clear();
-        next_sweep_ = Clock::time_point{}; // another leader may have acted: look at once
-        target_published_ = false;
+        forget_term();
     }
     if (!target_published_) {
         // For the gateways' "pool empty" count; absent means no pool.

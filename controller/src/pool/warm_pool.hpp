@@ -32,10 +32,12 @@
 #include <cstddef>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "kube/retry_policy.hpp"
 #include "lifecycle/seams.hpp"
 #include "ops/log.hpp"
 #include "ops/metrics.hpp"
@@ -56,7 +58,8 @@ struct PoolSettings {
     std::chrono::milliseconds unseen_timeout{30'000};
     // How often Redis's pool entries are checked against the pods.
     std::chrono::milliseconds sweep_interval{30'000};
-    // Back-off after a refused creation or label: doubling up to the cap.
+    // Back-off after a refused creation or label (jittered_backoff: from
+    // half the first delay up to first * 2^attempts, at most the cap).
     std::chrono::milliseconds retry_initial{1'000};
     std::chrono::milliseconds retry_max{300'000};
 };
@@ -111,7 +114,9 @@ class WarmPool final : public PodObserver {
     void retire_and_delete(const PodView &pod, const char *reason, Claimed claimed,
                            PoolPassResult &result);
     void create_pods(std::size_t wanted, PoolPassResult &result);
-    Clock::duration backoff(int attempts) const;
+    // What one term of leadership believed about Redis and other leaders.
+    void forget_term();
+    Clock::duration backoff(int attempts);
     std::string new_pod_name();
 
     PoolSettings settings_;
@@ -128,6 +133,7 @@ class WarmPool final : public PodObserver {
     bool synced_ = false;
 
     // The leader's thread only.
+    std::mt19937_64 random_{std::random_device{}()};   // pod names, back-off jitter
     Clock::time_point now_{};                          // of the pass running
     std::set<std::string> offered_;                    // pool_ready answered ok this term
     std::map<std::string, Clock::time_point> created_; // by this replica, not yet offered
