@@ -49,6 +49,14 @@ static ngx_str_t  ngx_http_pod_router_identity_header_name =
 static ngx_str_t  ngx_http_pod_router_cookie_header_name =
     ngx_string("cookie");
 
+/*
+ * The seed's identity header: a pod written for the seed's gateway trusts
+ * it as the user's name, so a client must not be able to send it past an
+ * identity read from anywhere else (a token, a cookie, auth_request).
+ */
+static ngx_str_t  ngx_http_pod_router_seed_header_name =
+    ngx_string("x_user_id");
+
 
 /*
  * NGX_OK: *identity is the request's; anything else is its answer, counted
@@ -555,8 +563,10 @@ ngx_http_pod_router_list_copy(ngx_list_t *dst, ngx_list_t *src)
 
 /*
  * What becomes of a client's header on the way to the pod: any
- * X-Pod-Router-Identity and the identity's own header are dropped, the
- * Cookie header loses the identity's cookie; the rest is kept.
+ * X-Pod-Router-Identity and the identity's own header are dropped, so is
+ * X-User-ID unless it is the identity's own header kept by
+ * "pod_router_strip_identity off"; the Cookie header loses the identity's
+ * cookie; the rest is kept.
  */
 
 static ngx_uint_t
@@ -569,15 +579,26 @@ ngx_http_pod_router_header_fate(ngx_http_pod_router_loc_conf_t *prlcf,
         return NGX_HTTP_POD_ROUTER_DROP;
     }
 
+    /* the identity's own header: what pod_router_strip_identity says */
+    if (prlcf->identity_source == NGX_HTTP_POD_ROUTER_SOURCE_HEADER
+        && ngx_http_pod_router_header_is(h, &prlcf->identity_name))
+    {
+        return prlcf->strip_identity ? NGX_HTTP_POD_ROUTER_DROP
+                                     : NGX_HTTP_POD_ROUTER_KEEP;
+    }
+
+    /* the seed's header, when the identity came from elsewhere */
+    if (ngx_http_pod_router_header_is(h,
+                                      &ngx_http_pod_router_seed_header_name))
+    {
+        return NGX_HTTP_POD_ROUTER_DROP;
+    }
+
     if (!prlcf->strip_identity) {
         return NGX_HTTP_POD_ROUTER_KEEP;
     }
 
     switch (prlcf->identity_source) {
-
-    case NGX_HTTP_POD_ROUTER_SOURCE_HEADER:
-        return ngx_http_pod_router_header_is(h, &prlcf->identity_name)
-               ? NGX_HTTP_POD_ROUTER_DROP : NGX_HTTP_POD_ROUTER_KEEP;
 
     case NGX_HTTP_POD_ROUTER_SOURCE_COOKIE:
         return ngx_http_pod_router_header_is(h,

@@ -421,6 +421,14 @@ def test_the_identity_header_and_a_clients_identity_header_never_reach_the_pod(i
     pod, seen = seen_by_pod(identity_gateway, "/signed/", bearer(mint("sam")))
     assert pod == "user-sam" and "authorization" not in seen
 
+    # a pod written for the seed trusts X-User-ID: a client's own never
+    # gets past an identity read from elsewhere
+    pod, seen = seen_by_pod(identity_gateway, "/signed/", {**bearer(mint("sam")), "X-User-ID": "admin"})
+    assert pod == "user-sam" and "x-user-id" not in seen and "authorization" not in seen
+    pod, seen = seen_by_pod(identity_gateway, "/header/",
+                            {"X-Pod-Router-Token": mint("sam"), "X-User-ID": "admin", "X-Other": "kept"})
+    assert pod == "user-sam" and "x-user-id" not in seen and seen["x-other"] == "kept"
+
     # pod_router_strip_identity off keeps the header, never a client's X-Pod-Router-Identity
     pod, seen = seen_by_pod(identity_gateway, "/keep/", {"X-User-ID": "sam", "X-Pod-Router-Identity": forged})
     assert seen["x-user-id"] == "sam" and "x-pod-router-identity" not in seen
