@@ -155,15 +155,16 @@ typedef struct {
     ngx_http_pod_router_op_t   *op;
     ngx_event_t                 deadline;
     ngx_event_t                 recheck;
-    ngx_queue_t                 waiting;
+    ngx_queue_t                 waiting;    /* in the worker's listeners */
     ngx_msec_t                  parked_at;
     ngx_queue_t                 active;
     ngx_msec_t                  proxied_at;
 
     ngx_str_t                   pass_token;         /* X-Pod-Router-Identity */
 
-    unsigned                    parked:1;
-    unsigned                    in_waiting_queue:1;
+    unsigned                    parked:1;   /* held: counts in max_waiting */
+    unsigned                    listening:1;
+    unsigned                    notified:1; /* news came during a route */
     unsigned                    in_active_queue:1;
     unsigned                    upstream_headers:1; /* rewritten for the pod */
 } ngx_http_pod_router_ctx_t;

@@ -14,7 +14,12 @@
  *
  * A parked request waits for a notification ("ready <pod>") on the worker's
  * subscriber link, or for its periodic re-check, then routes again; it
- * gives up with 503 and Retry-After at pod_router_wait_timeout. The phase
+ * gives up with 503 and Retry-After at pod_router_wait_timeout. A request
+ * listens from its first route on, not from the moment it parks: a
+ * notification that arrives while its route or its creation event is under
+ * way (the controller can record a pod that already runs within
+ * milliseconds) makes it route again at once instead of parking until the
+ * next re-check. The phase
  * handler is re-entered after each asynchronous step and reads ctx->phase.
  * Each answer to a waiting request (the page, the 503, the failure) names
  * the creation's latest spawn stage in X-Pod-Router-Stage.
@@ -57,6 +62,8 @@ static void ngx_http_pod_router_resume(ngx_http_pod_router_ctx_t *ctx);
 static void ngx_http_pod_router_fail(ngx_http_pod_router_ctx_t *ctx,
     ngx_int_t status, ngx_http_pod_router_outcome_e outcome);
 static void ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx);
+static ngx_uint_t ngx_http_pod_router_wants_page(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pod_router_hold(ngx_http_pod_router_ctx_t *ctx);
 static void ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx);
 static void ngx_http_pod_router_deadline_handler(ngx_event_t *ev);
 static void ngx_http_pod_router_recheck_handler(ngx_event_t *ev);
@@ -70,6 +77,7 @@ static ngx_int_t ngx_http_pod_router_stage_header(ngx_http_request_t *r,
     const char *stage);
 static void ngx_http_pod_router_watch_client(ngx_http_request_t *r);
 static void ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_hear(ngx_http_pod_router_ctx_t *ctx);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_find(
     u_char *pod, size_t len);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_slot(
@@ -79,8 +87,10 @@ static ngx_uint_t ngx_http_pod_router_touch_due(
 static void ngx_http_pod_router_active_handler(ngx_event_t *ev);
 
 
-static ngx_queue_t                         ngx_http_pod_router_waiting;
-static ngx_uint_t                          ngx_http_pod_router_nwaiting;
+/* requests that hear their pod's notifications: from their first route on */
+static ngx_queue_t                         ngx_http_pod_router_listening;
+/* of them, the parked ones: what pod_router_max_waiting bounds */
+static ngx_uint_t                          ngx_http_pod_router_nparked;
 static ngx_queue_t                         ngx_http_pod_router_active;
 static ngx_event_t                         ngx_http_pod_router_active_timer;
 static ngx_http_pod_router_op_t           *ngx_http_pod_router_free_ops;
@@ -99,9 +109,9 @@ ngx_http_pod_router_handler_init_worker(ngx_cycle_t *cycle)
 
     prmcf = ngx_http_pod_router_main_conf();
 
-    ngx_queue_init(&ngx_http_pod_router_waiting);
+    ngx_queue_init(&ngx_http_pod_router_listening);
     ngx_queue_init(&ngx_http_pod_router_active);
-    ngx_http_pod_router_nwaiting = 0;
+    ngx_http_pod_router_nparked = 0;
 
     /*
      * The per-worker table: the cached address of a ready pod (when
@@ -242,9 +252,9 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ctx->status == NGX_HTTP_BAD_GATEWAY && ctx->reason.len) {
+        if (ctx->reason.len) {
             return ngx_http_pod_router_respond(r,
-                       ngx_http_pod_router_send_text(r, NGX_HTTP_BAD_GATEWAY,
+                       ngx_http_pod_router_send_text(r, ctx->status,
                                                      &ctx->reason));
         }
 
@@ -402,6 +412,14 @@ ngx_http_pod_router_lookup(ngx_http_pod_router_ctx_t *ctx)
     }
 
     ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_BUSY;
+
+    /* the answer may be "wait": hear the pod's news from now on */
+    ctx->notified = 0;
+
+    if (!ctx->listening) {
+        ngx_queue_insert_tail(&ngx_http_pod_router_listening, &ctx->waiting);
+        ctx->listening = 1;
+    }
 
     /* Redis answers in milliseconds; a hung one must not hold requests */
     if (ctx->recheck.timer_set) {
@@ -576,6 +594,23 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
             ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_EMPTY, 1);
         }
 
+        /*
+         * A request that will be held takes its place among the waiting
+         * ones before its pod is asked for: one turned away must not
+         * leave a creation behind it. The lock goes back, so the user's
+         * next request (here or on another gateway) can create.
+         */
+        if (!ngx_http_pod_router_wants_page(r)
+            && ngx_http_pod_router_hold(ctx) != NGX_OK)
+        {
+            ngx_http_pod_router_redis_abandon(ctx->pod, ctx->pod_len,
+                                              ctx->request_id.data,
+                                              ctx->request_id.len);
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     NGX_HTTP_POD_ROUTER_OVERLOAD);
+            return;
+        }
+
         /* publishing counts against the wait, and the client may leave */
         if (!ctx->deadline.timer_set) {
             ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
@@ -627,10 +662,19 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
         return;
 
     default: /* PR_OUTCOME_CONFLICT */
+        /*
+         * The session under this identity's pod name records another
+         * identity: a hash collision (docs/pod-names.md) or a Redis written
+         * by hand. Not the gateway's fault, and no retry will help: 409,
+         * saying so, never naming the other identity.
+         */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pod_router: pod \"%*s\" belongs to another identity",
                       ctx->pod_len, ctx->pod);
-        ngx_http_pod_router_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_str_set(&ctx->reason, "this identity's pod name is held by "
+                                  "another identity; an operator must "
+                                  "resolve it");
+        ngx_http_pod_router_fail(ctx, NGX_HTTP_CONFLICT,
                                  NGX_HTTP_POD_ROUTER_CONFLICT);
         return;
     }
@@ -709,33 +753,13 @@ static void
 ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
 {
     ngx_http_request_t               *r;
-    ngx_http_pod_router_loc_conf_t   *prlcf;
     ngx_http_pod_router_main_conf_t  *prmcf;
 
     r = ctx->request;
-    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
     prmcf = ngx_http_pod_router_main_conf();
 
     if (!ctx->parked) {
-        if (ngx_http_pod_router_nwaiting >= prmcf->max_waiting) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "pod_router: %ui requests already wait in this "
-                          "worker (pod_router_max_waiting)",
-                          ngx_http_pod_router_nwaiting);
-            ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     NGX_HTTP_POD_ROUTER_OVERLOAD);
-            return;
-        }
-
-        if (prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_PAGE
-            || (prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_AUTO
-                && r->headers_in.accept
-                && ngx_strlcasestrn(r->headers_in.accept->value.data,
-                                    r->headers_in.accept->value.data
-                                    + r->headers_in.accept->value.len,
-                                    (u_char *) "text/html", 9 - 1)
-                   != NULL))
-        {
+        if (ngx_http_pod_router_wants_page(r)) {
             /* a browser gets a page that reloads itself instead of a hang */
             ctx->outcome = NGX_HTTP_POD_ROUTER_STARTING;
             ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -744,28 +768,92 @@ ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
             return;
         }
 
-        ctx->parked = 1;
-        ctx->parked_at = ngx_current_msec;
-
-        if (!ctx->deadline.timer_set) {
-            ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+        if (ngx_http_pod_router_hold(ctx) != NGX_OK) {
+            ngx_http_pod_router_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     NGX_HTTP_POD_ROUTER_OVERLOAD);
+            return;
         }
-        ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, 1);
     }
-
-    ngx_queue_insert_tail(&ngx_http_pod_router_waiting, &ctx->waiting);
-    ctx->in_waiting_queue = 1;
-    ngx_http_pod_router_nwaiting++;
 
     ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_BUSY;
 
-    /* pub/sub is fire-and-forget: re-check now and then regardless */
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
     }
-    ngx_add_timer(&ctx->recheck, prmcf->recheck_interval);
+
+    if (ctx->notified) {
+        /* the news came while the answer was on its way: it may be stale */
+        ngx_http_pod_router_schedule_wake(ctx);
+
+    } else {
+        /* pub/sub is fire-and-forget: re-check now and then regardless */
+        ngx_add_timer(&ctx->recheck, prmcf->recheck_interval);
+    }
 
     ngx_http_pod_router_watch_client(r);
+}
+
+
+/* whether this request gets the page that reloads itself instead of a hold */
+
+static ngx_uint_t
+ngx_http_pod_router_wants_page(ngx_http_request_t *r)
+{
+    ngx_table_elt_t                 *accept;
+    ngx_http_pod_router_loc_conf_t  *prlcf;
+
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+
+    if (prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_PAGE) {
+        return 1;
+    }
+
+    accept = r->headers_in.accept;
+
+    return prlcf->wait_mode == NGX_HTTP_POD_ROUTER_WAIT_AUTO
+           && accept
+           && ngx_strlcasestrn(accept->value.data,
+                               accept->value.data + accept->value.len,
+                               (u_char *) "text/html", 9 - 1)
+              != NULL;
+}
+
+
+/*
+ * Counts the request among the worker's held ones, bounded by
+ * pod_router_max_waiting: NGX_DECLINED when they are all taken.
+ */
+
+static ngx_int_t
+ngx_http_pod_router_hold(ngx_http_pod_router_ctx_t *ctx)
+{
+    ngx_http_request_t              *r;
+    ngx_http_pod_router_loc_conf_t  *prlcf;
+
+    r = ctx->request;
+
+    if (ngx_http_pod_router_nparked
+        >= ngx_http_pod_router_main_conf()->max_waiting)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pod_router: %ui requests already wait in this worker "
+                      "(pod_router_max_waiting)", ngx_http_pod_router_nparked);
+        return NGX_DECLINED;
+    }
+
+    prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
+
+    ctx->parked = 1;
+    ctx->parked_at = ngx_current_msec;
+    ngx_http_pod_router_nparked++;
+
+    if (!ctx->deadline.timer_set) {
+        ngx_add_timer(&ctx->deadline, prlcf->wait_timeout);
+    }
+
+    ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, 1);
+
+    return NGX_OK;
 }
 
 
@@ -793,14 +881,14 @@ ngx_http_pod_router_watch_client(ngx_http_request_t *r)
 static void
 ngx_http_pod_router_unpark(ngx_http_pod_router_ctx_t *ctx)
 {
-    if (ctx->in_waiting_queue) {
+    if (ctx->listening) {
         ngx_queue_remove(&ctx->waiting);
-        ctx->in_waiting_queue = 0;
-        ngx_http_pod_router_nwaiting--;
+        ctx->listening = 0;
     }
 
     if (ctx->parked) {
         ctx->parked = 0;
+        ngx_http_pod_router_nparked--;
         ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_WAITING, -1);
     }
 
@@ -817,14 +905,9 @@ ngx_http_pod_router_wake(ngx_http_pod_router_ctx_t *ctx)
         return;
     }
 
-    if (ctx->in_waiting_queue) {
-        ngx_queue_remove(&ctx->waiting);
-        ctx->in_waiting_queue = 0;
-        ngx_http_pod_router_nwaiting--;
-    }
-
     if (ctx->op) {
-        return; /* a lookup is already under way */
+        ctx->notified = 1;  /* routes again when the answer says wait */
+        return;
     }
 
     if (ngx_http_pod_router_lookup(ctx) != NGX_OK) {
@@ -850,15 +933,15 @@ ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len)
         }
     }
 
-    for (q = ngx_queue_head(&ngx_http_pod_router_waiting);
-         q != ngx_queue_sentinel(&ngx_http_pod_router_waiting);
+    for (q = ngx_queue_head(&ngx_http_pod_router_listening);
+         q != ngx_queue_sentinel(&ngx_http_pod_router_listening);
          q = next)
     {
         next = ngx_queue_next(q);
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
 
         if (ctx->pod_len == len && ngx_memcmp(ctx->pod, pod, len) == 0) {
-            ngx_http_pod_router_schedule_wake(ctx);
+            ngx_http_pod_router_hear(ctx);
         }
     }
 }
@@ -908,14 +991,32 @@ ngx_http_pod_router_wake_all(void)
     ngx_queue_t                *q, *next;
     ngx_http_pod_router_ctx_t  *ctx;
 
-    for (q = ngx_queue_head(&ngx_http_pod_router_waiting);
-         q != ngx_queue_sentinel(&ngx_http_pod_router_waiting);
+    for (q = ngx_queue_head(&ngx_http_pod_router_listening);
+         q != ngx_queue_sentinel(&ngx_http_pod_router_listening);
          q = next)
     {
         next = ngx_queue_next(q);
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
-        ngx_http_pod_router_schedule_wake(ctx);
+        ngx_http_pod_router_hear(ctx);
     }
+}
+
+
+/*
+ * News of the request's pod. A request whose route or creation event is
+ * under way remembers it: the answer it gets may predate the news, so it
+ * routes again instead of parking. A parked one routes again now.
+ */
+
+static void
+ngx_http_pod_router_hear(ngx_http_pod_router_ctx_t *ctx)
+{
+    if (ctx->op) {
+        ctx->notified = 1;
+        return;
+    }
+
+    ngx_http_pod_router_schedule_wake(ctx);
 }
 
 
@@ -928,12 +1029,6 @@ ngx_http_pod_router_wake_all(void)
 static void
 ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx)
 {
-    if (ctx->in_waiting_queue) {
-        ngx_queue_remove(&ctx->waiting);
-        ctx->in_waiting_queue = 0;
-        ngx_http_pod_router_nwaiting--;
-    }
-
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
     }

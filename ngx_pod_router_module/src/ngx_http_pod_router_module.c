@@ -315,6 +315,9 @@ ngx_http_pod_router_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_pod_router_init_module(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                        connections;
+    ngx_http_pod_router_main_conf_t  *prmcf;
+
     /*
      * The core is linked statically into this .so, so a mismatch means a
      * build mixing headers and archive from different trees.
@@ -324,6 +327,31 @@ ngx_http_pod_router_init_module(ngx_cycle_t *cycle)
                       "pod_router: core API version %d, module built for %d",
                       pr_core_api_version(), PR_CORE_API_VERSION);
         return NGX_ERROR;
+    }
+
+    prmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                                ngx_http_pod_router_module);
+    if (prmcf == NULL) {
+        return NGX_OK;
+    }
+
+    /*
+     * A held request keeps its client's connection and, once its pod is
+     * ready, opens one to the pod: beyond half of worker_connections the
+     * worker runs out of connections before pod_router_max_waiting can
+     * answer 503 (known only now, after the events block).
+     */
+    connections = ngx_max(cycle->connection_n / 2, 1);
+
+    if (prmcf->max_waiting == NGX_CONF_UNSET_UINT) {
+        prmcf->max_waiting = connections;
+
+    } else if (prmcf->configured && prmcf->max_waiting > connections) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "pod_router: \"pod_router_max_waiting %ui\" is more "
+                      "than half of \"worker_connections %ui\": the worker "
+                      "can run out of connections before it answers 503",
+                      prmcf->max_waiting, cycle->connection_n);
     }
 
     return NGX_OK;
@@ -418,7 +446,6 @@ ngx_http_pod_router_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_size_value(prmcf->max_identity_length,
                              PR_DEFAULT_MAX_IDENTITY_BYTES);
-    ngx_conf_init_uint_value(prmcf->max_waiting, 1024);
     ngx_conf_init_msec_value(prmcf->cache_ttl, 0);
     ngx_conf_init_uint_value(prmcf->cache_size, 16384);
     ngx_conf_init_msec_value(prmcf->touch_interval, 10000);

@@ -389,11 +389,6 @@ ngx_http_pod_router_on_connect(const redisAsyncContext *ac, int status)
 
     ngx_log_error(NGX_LOG_INFO, ngx_http_pod_router_cycle->log, 0,
                   "pod_router: redis %s link connected", link->name);
-
-    if (link->subscriber) {
-        /* notifications may have been missed while unsubscribed */
-        ngx_http_pod_router_wake_all();
-    }
 }
 
 
@@ -980,8 +975,23 @@ ngx_http_pod_router_on_message(redisAsyncContext *ac, void *reply,
         return;
     }
 
-    if (rr->element[0]->type != REDIS_REPLY_STRING
-        || rr->element[0]->len != 7
+    if (rr->element[0]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (rr->element[0]->len == 9
+        && ngx_strncmp(rr->element[0]->str, "subscribe", 9) == 0)
+    {
+        /*
+         * Subscribed only now, not when the link connected: a
+         * notification published before this reply was not heard, so
+         * everyone listening routes again.
+         */
+        ngx_http_pod_router_wake_all();
+        return;
+    }
+
+    if (rr->element[0]->len != 7
         || ngx_strncmp(rr->element[0]->str, "message", 7) != 0)
     {
         return;

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import KEY_PREFIX, POD_NETWORK, Gateway
 from polling import wait_until
+from slow_relay import SlowRelay
 
 POD_IP = POD_NETWORK + ".{}"
 
@@ -282,6 +283,77 @@ def test_too_many_waiting_requests_get_503_at_once(gateway, redis_server, rabbit
         assert [reply.result(timeout=30)[0] for reply in held] == [502, 502]
 
 
+def test_a_request_turned_away_starts_no_creation(gateway, redis_server, rabbitmq, driver):
+    # pod_router_max_waiting bounds the requests held; one it turns away
+    # must not leave a pod being created for nobody.
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_max_waiting 2;", workers=1).start()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        held = [pool.submit(get, gateway, f"held-{n}") for n in range(2)]
+        assert len(driver.events(timeout=10, expect=2)) == 2
+        wait_until(lambda: "pod_router_waiting_requests 2" in metrics(gateway), what="two parked requests")
+        for n in range(3):
+            status, headers, _ = get(gateway, f"turned-{n}")
+            assert status == 503 and headers["Retry-After"] == "2"
+        assert driver.events(timeout=1) == []
+        # each lock was given back: nothing stops the next request creating
+        assert not driver.redis.keys(f"{KEY_PREFIX}creating:user-turned-*")
+        for n in range(2):
+            driver.mark_failed(f"held-{n}", f"user-held-{n}", "test over")
+        assert [reply.result(timeout=30)[0] for reply in held] == [502, 502]
+
+        again = pool.submit(get, gateway, "turned-0")
+        [(event, _)] = driver.events(timeout=10, expect=1)
+        assert event["pod"] == "user-turned-0"
+        driver.mark_failed("turned-0", "user-turned-0", "test over")
+        assert again.result(timeout=30)[0] == 502
+    outcomes = [line.split()[0] for line in gateway.access_log(6)]
+    assert outcomes.count("OVERLOAD") == 3
+
+
+def test_the_default_bound_on_waiting_follows_worker_connections(gateway, redis_server, rabbitmq, driver):
+    # half of worker_connections (1024 in the test's nginx.conf): a held
+    # request needs its client's connection and then one to its pod
+    gateway.configure(redis_server, rabbitmq).start()
+    assert "pod_router_max_waiting" not in gateway.error_log()
+    gateway.stop()
+    gateway.configure(redis_server, rabbitmq, extra_http="pod_router_max_waiting 600;")
+    said = gateway.test_config().stderr + gateway.error_log()
+    assert '"pod_router_max_waiting 600" is more than half of "worker_connections 1024"' in said
+
+
+def test_a_pod_ready_before_its_request_parks_wakes_it_at_once(gateway, redis_server, rabbitmq, driver, pods):
+    # The controller can record a pod that already runs (after Redis lost
+    # its data) within milliseconds of the event: before the gateway has
+    # heard the broker confirm it. Here the broker's answers pass through a
+    # relay that holds them back a second, and "ready" is announced in
+    # that second. Re-checks are a minute apart, past the wait timeout:
+    # only the notification can serve this request.
+    relay = SlowRelay(rabbitmq.port)
+    try:
+        gateway.configure(redis_server, rabbitmq, workers=1, amqp_port=relay.port, wait_timeout="10s",
+                          recheck_interval="60s", extra_main="thread_pool one threads=1;",
+                          extra_http="pod_router_thread_pool one;").start()
+        # the publisher's connection opens at full speed first
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(get, gateway, "wake-first")
+            driver.events(timeout=10, expect=1)
+            driver.mark_failed("wake-first", "user-wake-first", "test over")
+            assert first.result(timeout=30)[0] == 502
+
+        ip = serve_pod(pods, "user-wake", 17)
+        relay.answer_delay = 1.0
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(get, gateway, "wake")
+            wait_until(lambda: driver.redis.exists(f"{KEY_PREFIX}creating:user-wake"),
+                       what="the creation lock, taken before the event is published")
+            assert driver.mark_ready("wake", "user-wake", ip) == "ok"
+            status, headers, _ = reply.result(timeout=30)
+    finally:
+        relay.stop()
+    assert status == 200 and headers["X-Pod-Name"] == "user-wake"
+    assert gateway.access_log(2)[-1].split() == ["MISS", "user-wake", "200"]
+
+
 def test_proxy_pass_through_the_upstream_variable(gateway, redis_server, rabbitmq, driver, pods):
     gateway.configure(redis_server, rabbitmq).start()
     ip = serve_pod(pods, "user-mia", 13)
@@ -379,9 +451,12 @@ def test_a_ready_user_between_touches_is_read_without_the_script(gateway, redis_
     # A session that stops being ready, or is another identity's, is the
     # script's to judge: here a conflict, as before.
     driver.redis.hset(f"{KEY_PREFIX}session:user-hana", "identity", "someone-else")
-    status, _, _ = get(gateway, "hana")
-    assert status == 500
-    assert gateway.access_log(21)[-1].split() == ["CONFLICT", "user-hana", "500"]
+    status, headers, body = get(gateway, "hana")
+    # 409, saying what happened and never whose the name is
+    assert status == 409 and headers["Content-Type"] == "text/plain"
+    assert body == (b"pod-router: this identity's pod name is held by another identity; "
+                    b"an operator must resolve it\n")
+    assert gateway.access_log(21)[-1].split() == ["CONFLICT", "user-hana", "409"]
 
 
 def test_the_cache_keeps_four_pods_that_share_a_set(gateway, redis_server, rabbitmq, driver, pods):
