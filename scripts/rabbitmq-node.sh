@@ -14,6 +14,10 @@
 #
 # A private epmd (ERL_EPMD_PORT) keeps parallel runs from sharing, and one
 # run's stop from killing, the epmd another run's node is registered with.
+# Whoever started the epmd on PORT+2 (the server, or any rabbitmqctl: its
+# CLI starts one when none answers), stop ends it once no node is
+# registered with it; and ctl runs rabbitmqctl only while the node is
+# registered there, so that a status query of a stopped node starts none.
 # Debian's rabbitmq-server and rabbitmqctl, run as root, re-run themselves as
 # the rabbitmq user (and so share its Erlang cookie): DIR is owned by it.
 # Do not pick PORT in 35672-35682: rabbitmqctl's own distribution ports.
@@ -32,18 +36,63 @@ case "$port" in '' | *[!0-9]*) usage ;; esac
 node="pod-router-test-$(printf '%s' "$dir" | sha256sum | cut -c1-12)@localhost"
 pidfile="$dir/rabbitmq.pid"             # beam's pid, written by rabbitmq-server itself
 launcher_pidfile="$dir/launcher.pid"    # the wrapper started in the background
-epmd_pidfile="$dir/epmd-started-here.pid"
 console_log="$dir/console.log"
 export ERL_EPMD_PORT=$((port + 2)) ERL_EPMD_ADDRESS=127.0.0.1
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# A process that has not exited: the launcher, once this script is gone, is
+# init's to reap, and stays a zombie (which kill -0 finds) until init does.
+alive() {
+    local stat
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
+    { IFS= read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ "${stat%% *}" != [ZX] ]]
+}
 read_pid() { cat "$1" 2>/dev/null || true; }
 rabbitmqctl_bounded() { timeout "$1" rabbitmqctl -q -n "$node" "${@:2}"; }
+
+# epmd's own client (epmd -names, -kill) only asks the epmd on
+# ERL_EPMD_PORT; unlike rabbitmqctl, it never starts one.
+epmd_answers() { timeout 5 epmd -names >/dev/null 2>&1; }
+epmd_names() { timeout 5 epmd -names 2>/dev/null | grep '^name ' || true; }
+# (no grep -q on the pipe: its early exit would fail the pipe, pipefail)
+registered() {
+    local names
+    names=$(epmd_names)
+    [[ $'\n'"$names" == *$'\n'"name ${node%@*} at port "* ]]
+}
 
 # The pid of whatever epmd listens on our epmd port, if any.
 epmd_pid() {
     ss -Hltnp "sport = :$ERL_EPMD_PORT" 2>/dev/null |
         sed -n 's/.*("epmd",pid=\([0-9]*\),.*/\1/p' | head -n 1
+}
+
+# Ends the epmd on our port once no node is registered with it (a stopping
+# node, or a rabbitmqctl's, can take a moment to go). epmd -kill is refused
+# while a node is registered, so another node's epmd is never taken away.
+stop_epmd() {
+    epmd_answers || return 0
+    local _ pid
+    for _ in $(seq 50); do
+        [ -z "$(epmd_names)" ] && break
+        sleep 0.1
+    done
+    if [ -n "$(epmd_names)" ]; then
+        echo "rabbitmq-node.sh: epmd on port $ERL_EPMD_PORT kept: nodes are registered with it:" >&2
+        epmd_names >&2
+        return 0
+    fi
+    timeout 5 epmd -kill >/dev/null 2>&1 || true
+    for _ in $(seq 50); do
+        epmd_answers || return 0
+        sleep 0.1
+    done
+    # It did not take the command: end the process behind the port.
+    pid=$(epmd_pid)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = epmd ]; then
+        terminate "$pid"
+    fi
 }
 
 log_tail() {
@@ -69,29 +118,20 @@ terminate() {
 }
 
 stop() {
-    [ -d "$dir" ] || return 0
-    local beam launcher epmd
+    local beam launcher
     beam=$(read_pid "$pidfile")
     launcher=$(read_pid "$launcher_pidfile")
-    if alive "$beam" || alive "$launcher"; then
+    # rabbitmqctl only for a node registered with epmd: otherwise it would
+    # start an epmd and then fail; TERM stops the node as well.
+    if (alive "$beam" || alive "$launcher") && registered; then
         rabbitmqctl_bounded 60 stop >/dev/null 2>&1 || true
     fi
     terminate "$beam"
     terminate "$launcher"
     rm -f "$pidfile" "$launcher_pidfile"
-
-    # Only an epmd this script started, once no node is registered with it.
-    epmd=$(read_pid "$epmd_pidfile")
-    if alive "$epmd" && [ "$(cat "/proc/$epmd/comm" 2>/dev/null)" = epmd ]; then
-        for _ in $(seq 20); do
-            epmd -names 2>/dev/null | grep -q '^name ' || break
-            sleep 0.1
-        done
-        if ! epmd -names 2>/dev/null | grep -q '^name '; then
-            terminate "$epmd"
-        fi
-    fi
-    rm -f "$epmd_pidfile"
+    # left by earlier versions of this script
+    rm -f "$dir/epmd-started-here.pid"
+    stop_epmd
 }
 
 start() {
@@ -104,8 +144,6 @@ start() {
     mkdir -p "$dir/mnesia" "$dir/log"
     echo '[].' >"$dir/enabled_plugins"
     chown -R rabbitmq:rabbitmq "$dir"
-    local epmd_before
-    epmd_before=$(epmd_pid)
 
     RABBITMQ_MNESIA_BASE="$dir/mnesia" \
         RABBITMQ_LOG_BASE="$dir/log" \
@@ -120,20 +158,17 @@ start() {
     echo $! >"$launcher_pidfile"
 
     # await_startup fails at once while the node is not yet registered with
-    # epmd, so it is retried until the deadline or the server's exit.
+    # epmd (and would start an epmd of its own), so it waits for the
+    # registration first, until the deadline or the server's exit.
     local ok=0 deadline=$((SECONDS + 120))
     while [ "$SECONDS" -lt "$deadline" ] && alive "$(read_pid "$launcher_pidfile")"; do
-        if rabbitmqctl_bounded 30 await_startup --timeout 25 >>"$console_log" 2>&1; then
+        if registered &&
+            rabbitmqctl_bounded 30 await_startup --timeout 25 >>"$console_log" 2>&1; then
             ok=1
             break
         fi
         sleep 0.5
     done
-    if [ -z "$epmd_before" ]; then
-        local epmd
-        epmd=$(epmd_pid)
-        [ -z "$epmd" ] || echo "$epmd" >"$epmd_pidfile"
-    fi
     if [ "$ok" = 1 ]; then
         return 0
     fi
@@ -147,6 +182,12 @@ case "$action" in
 start) start ;;
 restart) start keep-data ;;
 stop) stop ;;
-ctl) rabbitmqctl_bounded 60 "$@" ;;
+ctl)
+    if ! registered; then
+        echo "rabbitmq-node.sh: node $node is not running (not registered with epmd on port $ERL_EPMD_PORT)" >&2
+        exit 69 # EX_UNAVAILABLE, as rabbitmqctl's own "node down"
+    fi
+    rabbitmqctl_bounded 60 "$@"
+    ;;
 *) usage ;;
 esac

@@ -57,10 +57,18 @@ RabbitMQ ask for the passwords in $run_dir/secrets/ (docs/operations.md).
 Logs are in $run_dir/logs/. Ctrl-C stops everything.
 MSG
 
-# In the foreground until a signal, or until a component dies.
+# In the foreground until a signal, or until a component stops answering.
+# status asks each one, so a moment's miss (the controller's /readyz while it
+# reconnects to Redis) is not taken for a death: three in a row are.
+misses=0
 while sleep 2; do
-    if ! scripts/stack.sh status >/dev/null; then
-        echo "pod-router: a component stopped:" >&2
+    if scripts/stack.sh status >/dev/null; then
+        misses=0
+        continue
+    fi
+    misses=$((misses + 1))
+    if [ "$misses" -ge 3 ]; then
+        echo "pod-router: a component stopped answering:" >&2
         scripts/stack.sh status >&2 || true
         exit 1
     fi

@@ -6,10 +6,18 @@
 #   pod-router-controller running as that service account, and nginx with
 #   the module.
 #
-#   scripts/stack.sh up        start what is not running; return once all is ready
+#   scripts/stack.sh up        start what does not answer; return once all answer
 #   scripts/stack.sh down      stop everything it started; nothing is left behind
-#   scripts/stack.sh status    one line per component; exit 1 if one is down
+#   scripts/stack.sh status    one line per component; exit 1 if one does not answer
 #   scripts/stack.sh logs [C]  the last lines of every log, or follow C's
+#
+# A component is up when it answers, not when its pid exists: Redis PING
+# (with the password), RabbitMQ rabbitmqctl status, kube-sim /readyz over
+# TLS, the controller /readyz, nginx /pod-router/metrics on the gateway port.
+# A pid outlives its process: a killed process stays a zombie, which kill -0
+# still finds, until its parent reaps it. `up` starts afresh a component
+# whose process is gone or a zombie; `down` leaves no process behind, epmd
+# included.
 #
 # All state lives under POD_ROUTER_RUN_DIR (default .run/): pid files, each
 # component's log, kube-sim's kubeconfig, and secrets/ (mode 0700): the
@@ -57,41 +65,98 @@ logs="$run_dir/logs"
 pids="$run_dir/pids"
 secrets="$run_dir/secrets"
 kubeconfig="$run_dir/kube-sim/kubeconfig"
+kube_sim_started=0 # set by up_kube_sim when it starts one
 components=(redis rabbitmq kube-sim controller nginx)
 
 say() { printf '%s\n' "$*"; }
 fail() { printf 'stack.sh: %s\n' "$*" >&2; exit 1; }
 
 pid_of() { cat "$pids/$1.pid" 2>/dev/null || true; }
-alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
-# Polls CHECK (a command) every 0.2 s for up to SECONDS; fails with the
-# component's log tail if it never passes or the process dies.
-await() {
-    local name=$1 seconds=$2
-    shift 2
-    local deadline=$((SECONDS + seconds))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        if "$@" >/dev/null 2>&1; then
-            return 0
-        fi
-        if [ "$name" != rabbitmq ] && ! alive "$name"; then
-            break
-        fi
-        sleep 0.2
-    done
-    printf 'stack.sh: %s is not ready; the end of %s:\n' "$name" "$logs/$name.log" >&2
-    tail -n 30 "$logs/$name.log" >&2 2>/dev/null || true
+# True while PID is a process that has not exited: a zombie (state Z) has,
+# though kill -0 still succeeds on it.
+running() {
+    local stat
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
+    { IFS= read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ "${stat%% *}" != [ZX] ]]
+}
+alive() { running "$(pid_of "$1")"; }
+
+not_ready() {
+    printf 'stack.sh: %s is not ready: %s; the end of %s:\n' "$1" "$2" "$logs/$1.log" >&2
+    tail -n 30 "$logs/$1.log" >&2 2>/dev/null || true
     exit 1
 }
 
-# Starts a command in the background, detached from this shell's terminal
-# signals (Ctrl-C reaches run.sh, which stops the stack in order).
+# Polls CHECK (a command) every 0.2 s for up to SECONDS while NAME's process
+# runs: 0 once CHECK passes, 1 if the process is gone, 2 on the deadline.
+# An answer without the process does not count: nginx's workers outlive a
+# master killed with SIGKILL, and answer, but nothing can reload or stop
+# them any more.
+answers_within() {
+    local name=$1 seconds=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    while :; do
+        alive "$name" || return 1
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || return 2
+        sleep 0.2
+    done
+}
+
+# For a component just launched: waits until it answers CHECK; fails with
+# its log tail if it exits first or does not answer within SECONDS.
+await() {
+    local name=$1 seconds=$2 result=0
+    answers_within "$@" || result=$?
+    case $result in
+    0) ;;
+    1) not_ready "$name" "it exited" ;;
+    *) not_ready "$name" "no answer within $seconds s" ;;
+    esac
+}
+
+# For a component that may be running already: succeeds once it answers
+# CHECK; fails (1) if there is no process, or it exits while we wait (a
+# server still stopping), having stopped what it left behind, so that the
+# caller starts it afresh. A process that runs but never answers within
+# SECONDS is not replaced: up fails.
+answers_already() {
+    local name=$1 seconds=$2 result=0
+    answers_within "$@" || result=$?
+    case $result in
+    0) return 0 ;;
+    1)
+        stop_process "$name" TERM 5
+        return 1
+        ;;
+    *) not_ready "$name" "pid $(pid_of "$name") runs but does not answer within $seconds s (scripts/stack.sh down stops it)" ;;
+    esac
+}
+
+# Starts a command in the background, in a session of its own, so that
+# terminal signals miss it (Ctrl-C reaches run.sh, which stops the stack in
+# order). Its parent is a shell that only waits for it: it is reaped the
+# moment it exits, whereas a child left to init (once this script has
+# exited) can stay a zombie as long as init takes to reap it. The pid file
+# holds the component's pid; NAME.launcher the waiting shell's.
 launch() {
     local name=$1
     shift
-    setsid "$@" </dev/null >>"$logs/$name.log" 2>&1 &
-    echo $! >"$pids/$name.pid"
+    rm -f "$pids/$name.pid" "$pids/$name.launcher"
+    # shellcheck disable=SC2016 # expanded by the launched shell
+    setsid bash -c 'echo $$ >"$1.launcher"; "${@:2}" & echo $! >"$1.tmp"; mv "$1.tmp" "$1.pid"; wait $!' \
+        pod-router-launch "$pids/$name" "$@" </dev/null >>"$logs/$name.log" 2>&1 &
+    local deadline=$((SECONDS + 10))
+    until [ -s "$pids/$name.pid" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || not_ready "$name" "it was not launched"
+        sleep 0.05
+    done
 }
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
@@ -134,15 +199,41 @@ secret() {
 # redis-cli ARGS... with the password, which goes in on its standard input
 # (AUTH, then the command), never in its arguments or environment.
 redis_authed() {
+    # bounded: a stopped (SIGSTOP) or overloaded server would hold it forever
     { printf 'AUTH %s\n' "$(secret redis-password)"; printf '%s\n' "$*"; } |
-        redis-cli -p "$redis_port"
+        timeout 5 redis-cli -p "$redis_port"
 }
 redis_ping() { redis_authed PING | grep -qx PONG; }
+rabbitmq_status() {
+    "$repo/scripts/rabbitmq-node.sh" ctl "$run_dir/rabbitmq" "$amqp_port" status
+}
+# /readyz needs no token; its TLS certificate is checked against kube-sim's
+# CA. The kubeconfig is written once kube-sim serves.
+kube_sim_ready() {
+    [ -f "$kubeconfig" ] &&
+        curl -fsS -o /dev/null --max-time 2 --cacert "$run_dir/kube-sim/ca.crt" \
+            "https://127.0.0.1:$kube_port/readyz"
+}
+controller_ready() { http_ok "http://127.0.0.1:$controller_port/readyz"; }
+# The module's own location: nginx answers, with the module loaded.
+nginx_ready() {
+    curl -fsS -o /dev/null --max-time 2 -H "Host: local.gateway.com" \
+        "http://127.0.0.1:$port/pod-router/metrics"
+}
+answers() {
+    case $1 in
+    redis) redis_ping ;;
+    rabbitmq) rabbitmq_status ;;
+    kube-sim) kube_sim_ready ;;
+    controller) controller_ready ;;
+    nginx) nginx_ready ;;
+    esac
+}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 up_redis() {
-    alive redis && return 0
+    answers_already redis 20 redis_ping && return 0
     port_free "$redis_port" || fail "port $redis_port (POD_ROUTER_REDIS_PORT) is taken"
     mkdir -p "$run_dir/redis"
     # The password is in the configuration file (mode 0600), not on the
@@ -167,10 +258,8 @@ CONF
 }
 
 up_rabbitmq() {
-    if "$repo/scripts/rabbitmq-node.sh" ctl "$run_dir/rabbitmq" "$amqp_port" \
-        status >/dev/null 2>&1; then
-        return 0
-    fi
+    # rabbitmq-node.sh start replaces a node that does not answer.
+    rabbitmq_status >/dev/null 2>&1 && return 0
     port_free "$amqp_port" || fail "port $amqp_port (POD_ROUTER_AMQP_PORT) is taken"
     # the node runs as the rabbitmq user: its folder must be reachable by it
     chmod 755 "$run_dir"
@@ -204,7 +293,7 @@ CONF
 }
 
 up_kube_sim() {
-    alive kube-sim && return 0
+    answers_already kube-sim 30 kube_sim_ready && return 0
     port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
     rm -f "$kubeconfig"
     # Besides the demo images kube-sim serves in-process, one whose pods are
@@ -223,7 +312,8 @@ JSON
         --image-map "$run_dir/kube-sim-images.json" --audit-log "$logs/kube-sim-audit.log" \
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway
-    await kube-sim 30 test -f "$kubeconfig"
+    await kube-sim 30 kube_sim_ready
+    kube_sim_started=1
     # The namespaces, service accounts and the controller's RBAC, exactly as
     # a cluster gets them (kustomize overlay "local").
     kubectl --kubeconfig "$kubeconfig" apply -k "$repo/manifests/overlays/local" \
@@ -232,7 +322,14 @@ JSON
 }
 
 up_controller() {
-    alive controller && return 0
+    # A new kube-sim made new tokens: a running controller still presents
+    # the old one (its kubeconfig's token is read once), and would never be
+    # ready again.
+    if [ "$kube_sim_started" = 1 ] && alive controller; then
+        say "  restarting the controller for the new kube-sim"
+        stop_process controller TERM 30
+    fi
+    answers_already controller 30 controller_ready && return 0
     [ -x "$controller_bin" ] || fail "$controller_bin is not built: run make"
     launch controller "$controller_bin" run \
         --kubeconfig "$run_dir/kube-sim/kubeconfig.pod-router-system.pod-router-controller" \
@@ -240,11 +337,22 @@ up_controller() {
         --redis "127.0.0.1:$redis_port" --redis-password-file "$secrets/redis-password" \
         --amqp-url "amqp://127.0.0.1:$amqp_port/" --amqp-credentials-file "$secrets/amqp-credentials" \
         --listen "127.0.0.1:$controller_port" --idle-timeout "$idle_timeout"
-    await controller 30 http_ok "http://127.0.0.1:$controller_port/readyz"
+    await controller 30 controller_ready
+}
+
+# A running nginx keeps the mode it was started in.
+same_identity_mode() {
+    local started_in
+    started_in=$(cat "$run_dir/nginx/identity-mode" 2>/dev/null || echo header)
+    [ "$started_in" = "$identity_mode" ] ||
+        fail "nginx runs with POD_ROUTER_IDENTITY=$started_in, not $identity_mode: stop it first (scripts/stack.sh down)"
 }
 
 up_nginx() {
-    alive nginx && return 0
+    if answers_already nginx 20 nginx_ready; then
+        same_identity_mode
+        return 0
+    fi
     local prefix="$run_dir/nginx"
     [ -f "$module" ] || fail "$module is not built: run make"
     port_free "$port" || fail "port $port (POD_ROUTER_PORT) is taken"
@@ -267,7 +375,7 @@ up_nginx() {
     "$nginx_bin" -t -q -p "$prefix" -c "$prefix/nginx.conf" 2>>"$logs/nginx.log" ||
         fail "nginx -t refused $prefix/nginx.conf (see $logs/nginx.log)"
     launch nginx "$nginx_bin" -p "$prefix" -c "$prefix/nginx.conf"
-    await nginx 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+    await nginx 20 nginx_ready
 }
 
 # A path as the user can type it: relative to the current folder if inside it.
@@ -300,12 +408,11 @@ up() {
     header | signed) ;;
     *) fail "POD_ROUTER_IDENTITY=$identity_mode: use header (trust X-User-ID, the default) or signed (signed tokens)" ;;
     esac
-    # A running nginx keeps the mode it was started in.
-    if alive nginx; then
-        local running
-        running=$(cat "$run_dir/nginx/identity-mode" 2>/dev/null || echo header)
-        [ "$running" = "$identity_mode" ] ||
-            fail "nginx runs with POD_ROUTER_IDENTITY=$running, not $identity_mode: stop it first (scripts/stack.sh down)"
+    # Refused before anything starts. An nginx that does not answer (one
+    # still stopping after SIGQUIT) is checked by up_nginx, if it comes to
+    # answer rather than exit.
+    if alive nginx && nginx_ready >/dev/null 2>&1; then
+        same_identity_mode
     fi
     mkdir -p "$logs" "$pids"
     make_secrets
@@ -318,22 +425,63 @@ up() {
     identity_note
 }
 
-# SIGNAL, then up to SECONDS for the process to go, then SIGKILL.
+# Up to SECONDS for PID to exit (or become a zombie); false if it has not.
+gone_within() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while running "$pid"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+# SIGNAL, then up to SECONDS for the process to go, then SIGKILL; then the
+# shell that launched it, which exits as soon as it has reaped it (so that
+# nothing is left once down returns).
 stop_process() {
-    local name=$1 signal=$2 seconds=$3 pid
+    local name=$1 signal=$2 seconds=$3 pid launcher
     pid=$(pid_of "$name")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    launcher=$(cat "$pids/$name.launcher" 2>/dev/null || true)
+    if running "$pid"; then
         kill -"$signal" "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + seconds))
-        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
+        if ! gone_within "$pid" "$seconds"; then
             say "  $name did not stop within $seconds s: killed"
             kill -KILL "$pid" 2>/dev/null || true
+            gone_within "$pid" 5 || true
         fi
     fi
-    rm -f "$pids/$name.pid"
+    gone_within "$launcher" 5 || true
+    sweep_session "$name"
+    rm -f "$pids/$name.pid" "$pids/$name.launcher"
+}
+
+# Stops what is left in NAME's session once NAME has stopped: processes it
+# started and did not stop (nginx's workers outlive a master killed with
+# SIGKILL). The session is its launcher's (setsid); its id is the
+# launcher's pid, which the kernel does not give to another process while
+# the session has a member. It is not ours if that pid is another running
+# process, or if the file is older than the last boot.
+sweep_session() {
+    local name=$1 file=$pids/$1.launcher sid boot members='' pid
+    sid=$(cat "$file" 2>/dev/null || true)
+    [[ "$sid" =~ ^[0-9]+$ ]] || return 0
+    boot=$(sed -n 's/^btime //p' /proc/stat)
+    [ "$(stat -c %Y "$file")" -ge "$boot" ] || return 0
+    if running "$sid" && ! grep -qa pod-router-launch "/proc/$sid/cmdline" 2>/dev/null; then
+        return 0
+    fi
+    # (zombies aside: the launcher's own, say, until init reaps it)
+    for pid in $(pgrep -s "$sid" || true); do
+        running "$pid" && members+=" $pid"
+    done
+    [ -n "$members" ] || return 0
+    say "  $name left processes behind:$members (stopped)"
+    # shellcheck disable=SC2086 # one pid a word
+    kill -TERM $members 2>/dev/null || true
+    for pid in $members; do
+        if ! gone_within "$pid" 5; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
 }
 
 down() {
@@ -350,17 +498,21 @@ status() {
     local down=0 name
     for name in "${components[@]}"; do
         if [ "$name" = rabbitmq ]; then
-            if "$repo/scripts/rabbitmq-node.sh" ctl "$run_dir/rabbitmq" "$amqp_port" \
-                status >/dev/null 2>&1; then
+            if answers rabbitmq >/dev/null 2>&1; then
                 say "  up    rabbitmq  amqp://127.0.0.1:$amqp_port/"
             else
                 say "  DOWN  rabbitmq"
                 down=1
             fi
-        elif alive "$name"; then
+        elif ! alive "$name"; then
+            # (what may still answer for it, nginx's workers orphaned by a
+            # killed master, is stopped by up or down)
+            say "  DOWN  $name"
+            down=1
+        elif answers "$name" >/dev/null 2>&1; then
             say "  up    $name  (pid $(pid_of "$name"))"
         else
-            say "  DOWN  $name"
+            say "  DOWN  $name  (pid $(pid_of "$name") runs but does not answer)"
             down=1
         fi
     done

@@ -2,9 +2,12 @@
 ports and a private run directory, with a short idle timeout: the seed's
 "How to Test" and the failures around it, end to end over HTTP."""
 
+import contextlib
 import http.client
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,7 @@ from kubernetes import config as kube_config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
+from polling import wait_until  # noqa: E402
 from servers import free_broker_port, free_port  # noqa: E402
 
 IDLE_TIMEOUT = 6  # seconds
@@ -183,23 +187,79 @@ class Stack:
                                identity], capture_output=True, text=True, check=True).stdout.split()[-1]
 
 
-@pytest.fixture(scope="session")
-def stack():
+@contextlib.contextmanager
+def started_stack(kind=None, prefix="pod-router-e2e-", after_down=None):
+    """A stack of `kind` (Stack or a subclass) in a new run directory, up
+    until the block ends, then down, after_down(world) called, and its
+    directory removed."""
     # rabbitmq-server runs as the rabbitmq user: the run directory must be
     # reachable by it, which pytest's private temporary folders are not.
-    run_dir = Path(tempfile.mkdtemp(prefix="pod-router-e2e-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     run_dir.chmod(0o755)
-    world = Stack(run_dir)
+    world = (kind or Stack)(run_dir)
     try:
         world.up()
         yield world
     finally:
         world.script("down", check=False)
-        # nothing left behind
-        leftover = subprocess.run(["pgrep", "-f", str(world.run_dir)], capture_output=True, text=True)
-        assert leftover.stdout.strip() == "", f"processes left: {leftover.stdout}"
-        for component in ("nginx", "controller"):
-            text = world.log(component)
-            for sign in ("[alert]", "[crit]", "[emerg]", "Sanitizer", "terminate called"):
-                assert sign not in text, f"{sign} in the {component} log"
-        shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            if after_down:
+                after_down(world)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def left_nothing_behind(world):
+    leftover = subprocess.run(["pgrep", "-f", str(world.run_dir)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", f"processes left: {leftover.stdout}"
+    for component in ("nginx", "controller"):
+        text = world.log(component)
+        for sign in ("[alert]", "[crit]", "[emerg]", "Sanitizer", "terminate called"):
+            assert sign not in text, f"{sign} in the {component} log"
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with started_stack(after_down=left_nothing_behind) as world:
+        yield world
+
+
+@contextlib.contextmanager
+def second_gateway(stack, name, edit):
+    """Another nginx from the stack's nginx.conf (same module, Redis, broker
+    and controller) in run_dir/nginx-NAME on a port of its own, with its
+    configuration passed through edit(conf) -> conf first. Its port; its
+    error log must hold no alert when it stops."""
+    source = stack.run_dir / "nginx"
+    prefix = stack.run_dir / f"nginx-{name}"
+    prefix.mkdir()
+    shutil.copy(source / "identity.conf", prefix / "identity.conf")
+    port = free_port()
+    conf = (source / "nginx.conf").read_text().replace(str(source) + "/", str(prefix) + "/")
+    conf = edit(conf.replace(f"listen 127.0.0.1:{stack.port}", f"listen 127.0.0.1:{port}"))
+    assert str(source) + "/" not in conf and f":{stack.port}" not in conf
+    (prefix / "nginx.conf").write_text(conf)
+    with open(prefix / "stderr.log", "w") as stderr:
+        nginx = subprocess.Popen([stack.env.get("POD_ROUTER_NGINX", "/usr/sbin/nginx"), "-p", str(prefix),
+                                  "-c", str(prefix / "nginx.conf")],
+                                 stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        def listening():
+            assert nginx.poll() is None, (prefix / "stderr.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(listening, timeout=10, what=f"the {name} gateway listening")
+        yield port
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait(timeout=5)
+    log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
+    for sign in ("[alert]", "[crit]", "[emerg]"):
+        assert sign not in log, f"{sign} in the {name} gateway's error log:\n{log[-3000:]}"
