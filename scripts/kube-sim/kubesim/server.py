@@ -39,6 +39,11 @@ log = logging.getLogger("kube-sim")
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A response goes out in two writes (head, then body). With Nagle's
+    # algorithm on, the body waits for the ACK of the head, which a client
+    # (libcurl, client-go) delays by up to 40 ms: every call on a kept-alive
+    # connection would take 40 ms and one client could make 25 a second.
+    disable_nagle_algorithm = True
     server_version = "kube-sim"
 
     # One line per request, written by _finish; silence the default log.
@@ -167,6 +172,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._faults(user, method, body)
         fault = server.faults.take(method, path)
         if fault is not None:
+            # A slow answer stands for a busy apiserver or a slow etcd
+            # commit: this request's thread waits, the others go on.
+            time.sleep(fault.get("delay", 0))
+        if fault is not None and "status" in fault:
             error = errors.ApiError(fault["status"], fault.get("reason", "InternalError"),
                                     fault.get("message", "injected by kube-sim"))
             extra = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
@@ -198,7 +207,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _faults(self, user, method, body):
         """Test hook: the next `count` requests matching `method` and
-        `path_prefix` get `status` (and `retry_after`). Admins only."""
+        `path_prefix` get `status` (and `retry_after`), or are answered as
+        usual after `delay` seconds, or both. Admins only."""
         if "system:masters" not in user.groups:
             raise errors.forbidden(f'User "{user.name}" cannot manage kube-sim faults')
         if method == "DELETE":
@@ -208,9 +218,14 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.method_not_allowed()
         try:
             fault = json.loads(body)
-            assert isinstance(fault, dict) and isinstance(fault.get("status"), int)
+            assert isinstance(fault, dict)
+            assert isinstance(fault.get("status"), int) or "delay" in fault
+            assert "status" not in fault or isinstance(fault["status"], int)
+            delay = fault.get("delay", 0)
+            assert isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay <= 60
         except (ValueError, AssertionError):
-            raise errors.bad_request("a fault is {status, count, method, path_prefix, retry_after}") from None
+            raise errors.bad_request(
+                "a fault is {status and/or delay (0-60 s), count, method, path_prefix, retry_after}") from None
         self.server.faults.add(fault)
         return self._send(201, fault)
 
