@@ -95,7 +95,10 @@ void the_defaults_resolve(void **) {
     assert_string_view_equal(settings.amqp.vhost, "/");
     assert_string_view_equal(settings.amqp.username, "guest");
     assert_string_view_equal(settings.amqp.password, "guest");
-    assert_int_equal(settings.amqp.prefetch, 50);
+    assert_int_equal(settings.amqp.prefetch, 500);
+    assert_true(settings.kube_qps == 50.0);
+    assert_int_equal(settings.kube_burst, 100);
+    assert_int_equal(settings.concurrent_creations, 8);
     assert_int_equal(settings.amqp.io_timeout.count(), 5'000);
     assert_int_equal(settings.duties.idle_timeout.count(), 600'000);
     assert_int_equal(settings.duties.reap_interval.count(), 10'000);

@@ -33,7 +33,7 @@ struct AmqpSettings {
     std::string password = "guest"; // from a file; never logged
     std::chrono::milliseconds connect_timeout{5'000};
     std::chrono::milliseconds io_timeout{5'000}; // each broker round trip
-    int prefetch = 50;                           // unacknowledged deliveries at once
+    int prefetch = 500;                          // unacknowledged deliveries at once
     std::chrono::milliseconds reconnect_min{100};
     std::chrono::milliseconds reconnect_max{10'000};
     std::chrono::seconds heartbeat{30};

@@ -56,7 +56,10 @@ std::string ApiResponse::reason() const {
 }
 
 KubeClient::KubeClient(KubeConfig config, ClientOptions options)
-    : config_(std::move(config)), options_(options), limiter_(options.qps, options.burst),
+    : config_(std::move(config)), options_(std::move(options)),
+      limiter_(options_.shared_limiter
+                   ? options_.shared_limiter
+                   : std::make_shared<RateLimiter>(options_.qps, options_.burst)),
       random_(std::random_device{}()), curl_(curl_easy_init()) {
 }
 
@@ -97,7 +100,7 @@ ApiResponse KubeClient::request(const std::string &method, const std::string &pa
     const std::string url = config_.server + path;
     ApiResponse response;
     for (int attempt_number = 1;; ++attempt_number) {
-        const auto wait = limiter_.reserve(RateLimiter::Clock::now());
+        const auto wait = limiter_->reserve(RateLimiter::Clock::now());
         if (wait.count() > 0) {
             std::this_thread::sleep_for(wait);
         }
@@ -251,7 +254,7 @@ ApiResponse KubeClient::stream(const std::string &path, std::chrono::seconds max
         response.error = "curl_easy_init() failed";
         return response;
     }
-    const auto wait = limiter_.reserve(RateLimiter::Clock::now());
+    const auto wait = limiter_->reserve(RateLimiter::Clock::now());
     if (wait.count() > 0) {
         std::this_thread::sleep_for(wait);
     }

@@ -1,8 +1,9 @@
 // A Kubernetes API client over libcurl: TLS verified against the
 // kubeconfig's CA, bearer token (re-read when its file changes), a timeout
 // on every call, retries with backoff and jitter on 429/5xx/transport errors
-// honouring Retry-After, and client-go's client-side rate limit. JSON bodies
-// through jansson. One client per thread: a curl handle is not shareable.
+// honouring Retry-After, and client-go's client-side rate limit (its own, or
+// one shared with other clients). JSON bodies through jansson. One client per
+// thread: a curl handle is not shareable.
 #pragma once
 
 #include <atomic>
@@ -38,6 +39,9 @@ using Headers = std::unique_ptr<curl_slist, SlistFree>;
 struct ClientOptions {
     double qps = 5.0; // client-go's defaults
     int burst = 10;
+    // When set, the client takes its tokens from this limiter, which other
+    // clients share, and qps and burst above are not used.
+    std::shared_ptr<RateLimiter> shared_limiter;
     std::chrono::milliseconds connect_timeout{5'000};
     std::chrono::milliseconds request_timeout{30'000};
     RetryPolicy retry;
@@ -88,7 +92,7 @@ class KubeClient {
 
     KubeConfig config_;
     ClientOptions options_;
-    RateLimiter limiter_;
+    std::shared_ptr<RateLimiter> limiter_; // never null
     std::mt19937_64 random_;
     std::unique_ptr<CURL, CurlCleanup> curl_;
     std::string file_token_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 
 namespace pod_router::controller {
 
@@ -29,14 +30,23 @@ std::string failure_label(const std::string &reason) {
 
 } // namespace
 
+CreationFlow::CreationFlow(FlowSettings settings, std::vector<CreatorSeams> creators,
+                           PodApi &recorder_api, SessionWriter &recorder_sessions, Settler &settler,
+                           Logger &logger, ControllerMetrics &metrics)
+    : settings_(std::move(settings)), creators_(std::move(creators)), recorder_api_(recorder_api),
+      recorder_sessions_(recorder_sessions), settler_(settler), log_(logger, "creation"),
+      metrics_(metrics) {
+    if (creators_.empty()) {
+        throw std::invalid_argument("a creation flow needs at least one creation worker");
+    }
+}
+
 CreationFlow::CreationFlow(FlowSettings settings, PodApi &creator_api,
                            SessionWriter &creator_sessions, PodApi &recorder_api,
                            SessionWriter &recorder_sessions, Settler &settler, Logger &logger,
                            ControllerMetrics &metrics)
-    : settings_(std::move(settings)), creator_api_(creator_api),
-      creator_sessions_(creator_sessions), recorder_api_(recorder_api),
-      recorder_sessions_(recorder_sessions), settler_(settler), log_(logger, "creation"),
-      metrics_(metrics) {
+    : CreationFlow(std::move(settings), {CreatorSeams{creator_api, creator_sessions}}, recorder_api,
+                   recorder_sessions, settler, logger, metrics) {
 }
 
 void CreationFlow::enqueue(Delivery delivery) {
@@ -136,7 +146,7 @@ bool CreationFlow::write_stage(SessionWriter &sessions, const std::string &pod,
 
 std::size_t CreationFlow::unsettled() const {
     const std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t count = incoming_.size() + in_hand_ + retries_.size();
+    std::size_t count = incoming_.size() + in_hand_ + retries_.size() + deferred_.size();
     for (const auto &[name, entry] : tracked_) {
         count += entry.deliveries.size();
     }
@@ -150,31 +160,46 @@ CreationFlow::Clock::duration CreationFlow::backoff(int attempts) const {
     return jittered_backoff(attempts, settings_.retry_min, settings_.retry_max, random);
 }
 
-std::size_t CreationFlow::creator_step(Clock::time_point now) {
-    std::vector<Attempt> work;
-    {
-        const std::lock_guard<std::mutex> lock(mutex_);
-        for (Delivery &delivery : incoming_) {
-            work.push_back(Attempt{std::move(delivery), 0, now});
-        }
-        incoming_.clear();
-        auto due = std::partition(retries_.begin(), retries_.end(),
-                                  [now](const Attempt &attempt) { return attempt.due > now; });
-        std::move(due, retries_.end(), std::back_inserter(work));
-        retries_.erase(due, retries_.end());
-        in_hand_ = work.size();
+std::size_t CreationFlow::creator_step(Clock::time_point now, std::size_t worker) {
+    CreatorSeams &seams = creators_.at(worker);
+    std::size_t handled = 0;
+    while (creator_take_one(seams, now)) {
+        ++handled;
     }
-    for (Attempt &attempt : work) {
-        if (handle(attempt, now) == Handled::kRetry) {
-            retry_or_dead_letter(std::move(attempt), last_error_, now);
-        }
-        const std::lock_guard<std::mutex> lock(mutex_);
-        --in_hand_;
-    }
-    return work.size();
+    return handled;
 }
 
-CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point now) {
+bool CreationFlow::retry_due(Clock::time_point now) const {
+    return std::any_of(retries_.begin(), retries_.end(),
+                       [now](const Attempt &attempt) { return attempt.due <= now; });
+}
+
+std::optional<CreationFlow::Attempt> CreationFlow::take(Clock::time_point now) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    // Retries first: their users have waited longest.
+    const auto due = std::find_if(retries_.begin(), retries_.end(),
+                                  [now](const Attempt &attempt) { return attempt.due <= now; });
+    if (due != retries_.end()) {
+        Attempt attempt = std::move(*due);
+        retries_.erase(due);
+        ++in_hand_;
+        return attempt;
+    }
+    if (incoming_.empty()) {
+        return std::nullopt;
+    }
+    Attempt attempt{std::move(incoming_.front()), 0, now};
+    incoming_.pop_front();
+    ++in_hand_;
+    return attempt;
+}
+
+bool CreationFlow::creator_take_one(CreatorSeams &seams, Clock::time_point now) {
+    std::optional<Attempt> taken = take(now);
+    if (!taken) {
+        return false;
+    }
+    Attempt attempt = std::move(*taken);
     const Delivery &delivery = attempt.delivery;
     auto decoded = decode_creation_event(delivery.body, settings_.naming);
     if (!decoded) {
@@ -185,9 +210,55 @@ CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point n
                    {"bytes", static_cast<long>(delivery.body.size())},
                    {"message_id", delivery.message_id}});
         settler_.settle(delivery.connection, delivery.tag, Settlement::kDeadLetter);
-        return Handled::kDone;
+        const std::lock_guard<std::mutex> lock(mutex_);
+        --in_hand_;
+        return true;
     }
     const CreationEvent &event = decoded.value();
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (busy_.count(event.pod) != 0) {
+            // Another worker has this pod in hand: this delivery waits for
+            // it, then finds the pod tracked (or tries again if it failed).
+            deferred_.emplace(event.pod, std::move(attempt));
+            --in_hand_;
+            return true;
+        }
+        busy_.insert(event.pod);
+    }
+    const auto release = [this, &event, now] {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        busy_.erase(event.pod);
+        --in_hand_;
+        // The deliveries that waited for this pod are due now; this worker's
+        // next take() finds them.
+        const auto [first, last] = deferred_.equal_range(event.pod);
+        for (auto waiting = first; waiting != last; ++waiting) {
+            waiting->second.due = now;
+            retries_.push_back(std::move(waiting->second));
+        }
+        deferred_.erase(first, last);
+    };
+    try {
+        std::string why;
+        if (handle(seams, attempt, event, now, why) == Handled::kRetry) {
+            retry_or_dead_letter(seams, std::move(attempt), why, now);
+        }
+    } catch (...) {
+        // The delivery stays unacknowledged (redelivered after a restart);
+        // the pod must not stay busy, or its later deliveries would wait
+        // for ever.
+        release();
+        throw;
+    }
+    release();
+    return true;
+}
+
+CreationFlow::Handled CreationFlow::handle(CreatorSeams &seams, const Attempt &attempt,
+                                           const CreationEvent &event, Clock::time_point now,
+                                           std::string &why) {
+    const Delivery &delivery = attempt.delivery;
     if (attempt.attempts == 0 && event.timestamp_ms > 0) {
         metrics_.queue_wait_seconds.observe(
             static_cast<double>(std::max<std::int64_t>(0, wall_clock_ms() - event.timestamp_ms)) /
@@ -203,9 +274,9 @@ CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point n
             return Handled::kDone;
         }
     }
-    auto session = creator_sessions_.session(event.pod);
+    auto session = seams.sessions.session(event.pod);
     if (!session) {
-        last_error_ = session.error().message;
+        why = session.error().message;
         return Handled::kRetry;
     }
     if (session.value() && session.value()->state == session_state::kReady) {
@@ -223,21 +294,22 @@ CreationFlow::Handled CreationFlow::handle(Attempt &attempt, Clock::time_point n
         settler_.settle(delivery.connection, delivery.tag, Settlement::kAck);
         return Handled::kDone;
     }
-    return handle_create(event, delivery, now);
+    return handle_create(seams, event, delivery, now, why);
 }
 
-CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
-                                                  const Delivery &delivery, Clock::time_point now) {
+CreationFlow::Handled CreationFlow::handle_create(CreatorSeams &seams, const CreationEvent &event,
+                                                  const Delivery &delivery, Clock::time_point now,
+                                                  std::string &why) {
     // The event is picked up: the waiting user sees "creating" from here.
-    write_stage(creator_sessions_, event.pod, event.identity, spawn_stage::kCreating);
+    write_stage(seams.sessions, event.pod, event.identity, spawn_stage::kCreating);
     if (const auto known = cached(event.pod)) {
         if (!known->identity.empty() && known->identity != event.identity) {
             // Two identities with the same hashed name: astronomically rare,
             // and never resolved by sharing the pod.
-            auto recorded = creator_sessions_.mark_failed(
-                event.pod, event.identity, "the pod name is taken by another identity");
+            auto recorded = seams.sessions.mark_failed(event.pod, event.identity,
+                                                       "the pod name is taken by another identity");
             if (!recorded) {
-                last_error_ = recorded.error().message;
+                why = recorded.error().message;
                 return Handled::kRetry;
             }
             log_.error("pod name collision between identities", {{"pod", event.pod}});
@@ -249,9 +321,9 @@ CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
             // Its process died at least once, and a request found its
             // address dead (that is why the session is gone): the user gets
             // a fresh pod rather than one whose state may be broken.
-            const ApiResult deleted = creator_api_.delete_pod(event.pod);
+            const ApiResult deleted = seams.api.delete_pod(event.pod);
             if (deleted.outcome != ApiOutcome::kDone && deleted.outcome != ApiOutcome::kNotFound) {
-                last_error_ = "deleting a restarted pod: " + deleted.message;
+                why = "deleting a restarted pod: " + deleted.message;
                 return Handled::kRetry;
             }
             log_.info("replacing a pod whose containers restarted",
@@ -265,7 +337,7 @@ CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
         return Handled::kDone;
     }
     const auto started = Clock::now();
-    const ApiResult created = creator_api_.create_pod(event.pod, event.identity);
+    const ApiResult created = seams.api.create_pod(event.pod, event.identity);
     metrics_.api_create_seconds.observe(seconds_between(started, Clock::now()));
     switch (created.outcome) {
     case ApiOutcome::kDone:
@@ -281,9 +353,9 @@ CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
         return Handled::kDone;
     case ApiOutcome::kRejected: {
         const std::string reason = "the Kubernetes API refused the pod: " + created.message;
-        auto recorded = creator_sessions_.mark_failed(event.pod, event.identity, reason);
+        auto recorded = seams.sessions.mark_failed(event.pod, event.identity, reason);
         if (!recorded) {
-            last_error_ = recorded.error().message;
+            why = recorded.error().message;
             return Handled::kRetry;
         }
         metrics_.pods_failed.add("Rejected");
@@ -296,7 +368,7 @@ CreationFlow::Handled CreationFlow::handle_create(const CreationEvent &event,
     case ApiOutcome::kUnavailable:
         break;
     }
-    last_error_ = "creating the pod: " + created.message;
+    why = "creating the pod: " + created.message;
     return Handled::kRetry;
 }
 
@@ -321,8 +393,8 @@ void CreationFlow::track(const CreationEvent &event, const Delivery &delivery,
     recorder_wake_.notify_one();
 }
 
-void CreationFlow::retry_or_dead_letter(Attempt attempt, const std::string &why,
-                                        Clock::time_point now) {
+void CreationFlow::retry_or_dead_letter(CreatorSeams &seams, Attempt attempt,
+                                        const std::string &why, Clock::time_point now) {
     ++attempt.attempts;
     if (attempt.attempts < settings_.max_attempts) {
         attempt.due = now + backoff(attempt.attempts);
@@ -338,8 +410,8 @@ void CreationFlow::retry_or_dead_letter(Attempt attempt, const std::string &why,
     auto event = decode_creation_event(attempt.delivery.body, settings_.naming);
     if (event) {
         auto recorded =
-            creator_sessions_.mark_failed(event.value().pod, event.value().identity,
-                                          "the controller could not create the pod: " + why);
+            seams.sessions.mark_failed(event.value().pod, event.value().identity,
+                                       "the controller could not create the pod: " + why);
         if (recorded) {
             metrics_.pods_failed.add("Unavailable");
         }
@@ -351,7 +423,8 @@ void CreationFlow::retry_or_dead_letter(Attempt attempt, const std::string &why,
     settler_.settle(attempt.delivery.connection, attempt.delivery.tag, Settlement::kDeadLetter);
 }
 
-void CreationFlow::run_creator() noexcept {
+void CreationFlow::run_creator(std::size_t worker) noexcept {
+    CreatorSeams &seams = creators_.at(worker);
     for (;;) {
         try {
             {
@@ -360,13 +433,21 @@ void CreationFlow::run_creator() noexcept {
                 for (const Attempt &attempt : retries_) {
                     wake = std::min(wake, attempt.due);
                 }
-                creator_wake_.wait_until(lock, wake,
-                                         [this] { return stopping_ || !incoming_.empty(); });
+                creator_wake_.wait_until(lock, wake, [this] {
+                    return stopping_ || !incoming_.empty() || retry_due(Clock::now());
+                });
                 if (stopping_) {
                     return;
                 }
             }
-            creator_step(Clock::now());
+            // One delivery at a time, each with a fresh clock: the others
+            // are taken meanwhile by the other workers.
+            while (creator_take_one(seams, Clock::now())) {
+                const std::lock_guard<std::mutex> lock(mutex_);
+                if (stopping_) {
+                    return;
+                }
+            }
         } catch (const std::exception &error) {
             // Out of memory, most likely: the deliveries stay unacknowledged
             // and come back after a restart; keep the loop alive.

@@ -1,7 +1,7 @@
 // A creation event's journey through the controller, from delivery to ack:
 //
-//   consumer thread      creator thread                 recorder thread
-//   ---------------      --------------                 ---------------
+//   consumer thread      creation workers (N threads)   recorder thread
+//   ---------------      ----------------------------   ---------------
 //   delivery --enqueue-> decode (poison: dead-letter)
 //                        session already ready? ack
 //                        pod known? else POST /pods
@@ -15,6 +15,14 @@
 // crash anywhere before that leaves the message unacknowledged and the
 // broker redelivers it; every step is idempotent (409 is success, a ready
 // session is just acked), so a redelivery creates no second pod.
+//
+// The creation workers (--concurrent-creations) each have their own API
+// client and Redis connection and take one delivery at a time, so that a
+// class of new users arriving together is not created one round trip after
+// another; their API calls share one rate limit. Two deliveries for the same
+// pod are never in two workers' hands at once: the second waits until the
+// first is handled, then finds it tracked (client-go's work queue makes the
+// same promise per key).
 //
 // Failures of Redis or of the API are retried with back-off while the
 // message stays unacknowledged (it counts against the prefetch: natural
@@ -55,10 +63,22 @@ struct FlowSettings {
     std::chrono::milliseconds retry_max{10'000};
 };
 
+// What one creation worker talks to: its own API client and Redis
+// connection (neither is shareable between threads).
+struct CreatorSeams {
+    PodApi &api;
+    SessionWriter &sessions;
+};
+
 class CreationFlow final : public PodObserver {
   public:
     using Clock = std::chrono::steady_clock;
 
+    // One creation worker per entry of `creators` (at least one).
+    CreationFlow(FlowSettings settings, std::vector<CreatorSeams> creators, PodApi &recorder_api,
+                 SessionWriter &recorder_sessions, Settler &settler, Logger &logger,
+                 ControllerMetrics &metrics);
+    // One creation worker.
     CreationFlow(FlowSettings settings, PodApi &creator_api, SessionWriter &creator_sessions,
                  PodApi &recorder_api, SessionWriter &recorder_sessions, Settler &settler,
                  Logger &logger, ControllerMetrics &metrics);
@@ -71,14 +91,18 @@ class CreationFlow final : public PodObserver {
     void observe_deleted(const std::string &pod) override;
     void observe_all(const std::vector<PodView> &pods) override;
 
-    // The threads' bodies; return once stop() was called.
-    void run_creator() noexcept;
+    // The threads' bodies; return once stop() was called. run_creator runs
+    // creation worker number `worker` (0 to creators() - 1), each on a
+    // thread of its own.
+    void run_creator(std::size_t worker) noexcept;
     void run_recorder() noexcept;
     void stop() noexcept;
+    std::size_t creators() const noexcept { return creators_.size(); }
 
     // One step of each loop, for the threads above and for tests.
-    // Creator: handles queued and due deliveries; returns how many.
-    std::size_t creator_step(Clock::time_point now);
+    // Creator: worker `worker` handles the queued and due deliveries, one
+    // at a time; returns how many.
+    std::size_t creator_step(Clock::time_point now, std::size_t worker = 0);
     // Recorder: records outcomes of changed pods and expired deadlines.
     void recorder_step(Clock::time_point now);
 
@@ -108,12 +132,20 @@ class CreationFlow final : public PodObserver {
     };
     enum class Handled { kDone, kRetry };
 
-    Handled handle(Attempt &attempt, Clock::time_point now);
-    Handled handle_create(const CreationEvent &event, const Delivery &delivery,
-                          Clock::time_point now);
+    // The next delivery due, retries first; counted in hand until finished.
+    std::optional<Attempt> take(Clock::time_point now);
+    bool retry_due(Clock::time_point now) const; // mutex_ held
+    // Takes and handles one delivery on `seams`; false when none was due.
+    bool creator_take_one(CreatorSeams &seams, Clock::time_point now);
+    // Handled::kRetry sets `why`.
+    Handled handle(CreatorSeams &seams, const Attempt &attempt, const CreationEvent &event,
+                   Clock::time_point now, std::string &why);
+    Handled handle_create(CreatorSeams &seams, const CreationEvent &event, const Delivery &delivery,
+                          Clock::time_point now, std::string &why);
     void track(const CreationEvent &event, const Delivery &delivery, Clock::time_point now,
                bool recreate);
-    void retry_or_dead_letter(Attempt attempt, const std::string &why, Clock::time_point now);
+    void retry_or_dead_letter(CreatorSeams &seams, Attempt attempt, const std::string &why,
+                              Clock::time_point now);
     Clock::duration backoff(int attempts) const;
 
     // False when Redis did not take it.
@@ -131,8 +163,7 @@ class CreationFlow final : public PodObserver {
                       Settlement settlement = Settlement::kAck);
 
     FlowSettings settings_;
-    PodApi &creator_api_;
-    SessionWriter &creator_sessions_;
+    std::vector<CreatorSeams> creators_;
     PodApi &recorder_api_;
     SessionWriter &recorder_sessions_;
     Settler &settler_;
@@ -144,10 +175,11 @@ class CreationFlow final : public PodObserver {
     std::condition_variable recorder_wake_;
     bool stopping_ = false;
     std::deque<Delivery> incoming_;
-    std::size_t in_hand_ = 0; // taken by the creator, not yet tracked or settled
+    std::size_t in_hand_ = 0; // taken by a worker, not yet tracked, settled or put back
     std::vector<Attempt> retries_;
-    std::string last_error_; // creator thread only: why the last handle() asked to retry
-    std::map<std::string, PodView> pods_; // the watch's cache
+    std::set<std::string> busy_;                   // pods a worker is handling now
+    std::multimap<std::string, Attempt> deferred_; // their other deliveries, until then
+    std::map<std::string, PodView> pods_;          // the watch's cache
     bool synced_ = false;
     std::map<std::string, Tracked> tracked_;
     std::set<std::string> changed_;            // pods the recorder must look at

@@ -100,10 +100,18 @@ int run_controller(const RunSettings &settings) {
     const auto client = [&] {
         return std::make_unique<KubeClient>(kube_config.value(), client_options);
     };
+    // The creation workers share one rate limit: --kube-qps bounds the
+    // creations, however many workers make them. The recorder, the leader's
+    // duties, the watch and the Lease keep limits of their own, so that a
+    // class of new users never delays a reap, a watch or a Lease renewal.
+    ClientOptions creator_options = client_options;
+    creator_options.shared_limiter =
+        std::make_shared<RateLimiter>(settings.kube_qps, settings.kube_burst);
 
     // One Redis connection and one API client per thread that uses them.
+    const std::size_t workers = static_cast<std::size_t>(settings.concurrent_creations);
     std::vector<std::unique_ptr<SessionStore>> stores;
-    for (int i = 0; i < 3; ++i) {
+    for (std::size_t i = 0; i < workers + 2; ++i) {
         auto store = SessionStore::create(settings.redis);
         if (!store) {
             log.error("invalid Redis settings", {{"error", store.error().message}});
@@ -111,16 +119,22 @@ int run_controller(const RunSettings &settings) {
         }
         stores.push_back(std::move(store).value());
     }
-    SessionStore &creator_store = *stores[0];
-    SessionStore &recorder_store = *stores[1];
-    SessionStore &duty_store = *stores[2];
-    KubePodApi creator_api(client(), pod_template.value(), settings.pod_namespace, metrics);
+    SessionStore &recorder_store = *stores[workers];
+    SessionStore &duty_store = *stores[workers + 1];
+    std::vector<std::unique_ptr<KubePodApi>> creator_apis;
+    std::vector<CreatorSeams> creators;
+    for (std::size_t i = 0; i < workers; ++i) {
+        creator_apis.push_back(std::make_unique<KubePodApi>(
+            std::make_unique<KubeClient>(kube_config.value(), creator_options),
+            pod_template.value(), settings.pod_namespace, metrics));
+        creators.push_back(CreatorSeams{*creator_apis.back(), *stores[i]});
+    }
     KubePodApi recorder_api(client(), pod_template.value(), settings.pod_namespace, metrics);
     KubePodApi duty_api(client(), pod_template.value(), settings.pod_namespace, metrics);
 
     ConsumerSettler settler;
-    CreationFlow flow(settings.flow, creator_api, creator_store, recorder_api, recorder_store,
-                      settler, logger, metrics);
+    CreationFlow flow(settings.flow, std::move(creators), recorder_api, recorder_store, settler,
+                      logger, metrics);
     EventConsumer consumer(
         settings.amqp, [&flow](Delivery delivery) { flow.enqueue(std::move(delivery)); }, logger,
         metrics);
@@ -177,7 +191,9 @@ int run_controller(const RunSettings &settings) {
 
     std::vector<std::thread> threads;
     threads.emplace_back([&] { consumer.run(); });
-    threads.emplace_back([&] { flow.run_creator(); });
+    for (std::size_t worker = 0; worker < flow.creators(); ++worker) {
+        threads.emplace_back([&flow, worker] { flow.run_creator(worker); });
+    }
     threads.emplace_back([&] { flow.run_recorder(); });
     threads.emplace_back([&] { watcher.run(); });
     threads.emplace_back([&] { elector.run(); });
@@ -190,6 +206,9 @@ int run_controller(const RunSettings &settings) {
               {"identity", lease.identity},
               {"idle_timeout_s", static_cast<long>(settings.duties.idle_timeout.count() / 1000)},
               {"prefetch", settings.amqp.prefetch},
+              {"concurrent_creations", settings.concurrent_creations},
+              {"kube_qps", settings.kube_qps},
+              {"kube_burst", settings.kube_burst},
               {"warm_pool_size", static_cast<long>(settings.pool.size)}});
 
     int signal_number = 0;

@@ -149,13 +149,18 @@ void add_run_flags(CLI::App &command, RunFlags &flags) {
            "POD_ROUTER_POD_TEMPLATE")
         ->required()
         ->group("Kubernetes");
-    option("--kube-qps", flags.kube_qps, "API requests per second, per client",
+    option("--kube-qps", flags.kube_qps,
+           "API requests per second: the creation workers' together, and each other client's",
            "POD_ROUTER_KUBE_QPS")
         ->check(CLI::PositiveNumber)
         ->group("Kubernetes");
-    option("--kube-burst", flags.kube_burst, "API request burst, per client",
+    option("--kube-burst", flags.kube_burst, "API request burst, as --kube-qps",
            "POD_ROUTER_KUBE_BURST")
         ->check(CLI::Range(1, 1000))
+        ->group("Kubernetes");
+    option("--concurrent-creations", flags.concurrent_creations,
+           "Pod creations in flight at once (creation workers)", "POD_ROUTER_CONCURRENT_CREATIONS")
+        ->check(CLI::Range(1, 64))
         ->group("Kubernetes");
 
     option("--watch-timeout", flags.watch_timeout,
@@ -272,6 +277,7 @@ Expected<RunSettings> resolve_run_settings(const RunFlags &flags) {
     settings.pod_template = flags.pod_template;
     settings.kube_qps = flags.kube_qps;
     settings.kube_burst = flags.kube_burst;
+    settings.concurrent_creations = flags.concurrent_creations;
 
     struct DurationFlag {
         const std::string &text;

@@ -33,8 +33,9 @@ struct RunFlags {
     std::string kube_context;
     std::string pod_namespace = "pod-router-users";
     std::string pod_template;
-    double kube_qps = 5.0;
-    int kube_burst = 10;
+    double kube_qps = 50.0; // kube-scheduler's defaults (docs/controller.md)
+    int kube_burst = 100;
+    int concurrent_creations = 8;
     std::string watch_timeout = "5m";
 
     std::string redis = "127.0.0.1:6379";
@@ -46,7 +47,7 @@ struct RunFlags {
 
     std::string amqp_url = "amqp://127.0.0.1:5672/";
     std::string amqp_credentials_file;
-    int prefetch = 50;
+    int prefetch = 500; // creations in flight, up to their pods' Ready (docs/controller.md)
     std::string amqp_timeout = "5s";
 
     std::string idle_timeout = "10m";
@@ -82,8 +83,9 @@ struct RunSettings {
     std::string kube_context;
     std::string pod_namespace;
     std::string pod_template;
-    double kube_qps = 5.0;
-    int kube_burst = 10;
+    double kube_qps = 50.0;
+    int kube_burst = 100;
+    int concurrent_creations = 8; // creation workers
     std::chrono::milliseconds watch_timeout{300'000};
     RedisSettings redis;
     AmqpSettings amqp;
