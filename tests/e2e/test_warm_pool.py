@@ -13,10 +13,6 @@ would be, so that the rest of the suite keeps its settings."""
 import hashlib
 import http.client
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -24,9 +20,8 @@ from contextlib import contextmanager
 import pytest
 import yaml
 
-from conftest import REPO, USERS_NS
+from conftest import REPO, USERS_NS, second_gateway
 from polling import wait_until
-from servers import free_port
 from test_operations import BAD_TEMPLATE, restart_controller
 
 FREE = "pod-router:pool:free"
@@ -164,50 +159,21 @@ def distinct(stages):
 
 @pytest.fixture(scope="module")
 def page_gateway(stack):
-    """A second nginx, from the stack's nginx.conf: same module, Redis and
-    broker, its own port and prefix, with the waiting page for browsers
+    """A second gateway with the waiting page for browsers
     (pod_router_wait_mode auto), a short wait timeout for API clients and a
     quick re-check (so the 503's stage is recent). Its port."""
-    source = stack.run_dir / "nginx"
-    prefix = stack.run_dir / "nginx-page"
-    prefix.mkdir()
-    shutil.copy(source / "identity.conf", prefix / "identity.conf")
-    port = free_port()
-    conf = (source / "nginx.conf").read_text().replace(str(source) + "/", str(prefix) + "/")
-    conf = conf.replace(f"listen 127.0.0.1:{stack.port}", f"listen 127.0.0.1:{port}")
-    conf, changed = re.subn(r"pod_router_wait_timeout \S+;",
-                            f"pod_router_wait_timeout {int(PAGE_WAIT_TIMEOUT * 1000)}ms;\n"
-                            "            pod_router_wait_mode auto;", conf)
-    assert changed == 1, conf
-    conf, changed = re.subn(r"(\n\s*pod_router_touch_interval [^;]+;)",
-                            r"\1\n    pod_router_recheck_interval 200ms;", conf)
-    assert changed == 1, conf
-    assert str(source) + "/" not in conf and f":{stack.port}" not in conf
-    (prefix / "nginx.conf").write_text(conf)
-    with open(prefix / "stderr.log", "w") as stderr:
-        nginx = subprocess.Popen([stack.env.get("POD_ROUTER_NGINX", "/usr/sbin/nginx"), "-p", str(prefix),
-                                  "-c", str(prefix / "nginx.conf")],
-                                 stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
-        def listening():
-            assert nginx.poll() is None, (prefix / "stderr.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_until(listening, timeout=10, what="the second gateway listening")
+    def paging(conf):
+        conf, changed = re.subn(r"pod_router_wait_timeout \S+;",
+                                f"pod_router_wait_timeout {int(PAGE_WAIT_TIMEOUT * 1000)}ms;\n"
+                                "            pod_router_wait_mode auto;", conf)
+        assert changed == 1, conf
+        conf, changed = re.subn(r"(\n\s*pod_router_touch_interval [^;]+;)",
+                                r"\1\n    pod_router_recheck_interval 200ms;", conf)
+        assert changed == 1, conf
+        return conf
+
+    with second_gateway(stack, "page", paging) as port:
         yield port
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-            nginx.wait(timeout=5)
-    log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-    for sign in ("[alert]", "[crit]", "[emerg]"):
-        assert sign not in log, f"{sign} in the second gateway's error log:\n{log[-3000:]}"
 
 
 # --------------------------------------------------------------------- tests
