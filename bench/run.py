@@ -5,12 +5,15 @@ way and the seed's own design, on this machine, in one run.
 Phases (all by default): hot (throughput and latency of ready users through
 five gateways), cold (a new user's first byte, pub/sub and polling), warm
 (a new user's first byte when the controller keeps a warm pool), storm (a
-thousand new users while others work), reaper (100,000 sessions). They run
-in that order, except that warm runs after storm (it restarts the cluster
-with a controller that keeps a pool).
+thousand new users while others work), reaper (100,000 sessions), burst (a
+class of 300 new users within 10 s, with the controller's default settings).
+They run in that order, except that warm runs after storm (it restarts the
+cluster with a controller that keeps a pool).
 Writes bench/results/<timestamp>.json, docs/BENCHMARKS.md and
 docs/benchmarks.png. Not a test: nothing here passes or fails on a figure;
-the page says which targets were met."""
+the page says which targets were met. --carry-over takes the phases not run
+this time from an earlier results file, and the page says which figures
+came from which run."""
 
 import argparse
 import json
@@ -26,13 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from podbench import cold_start, hot_path, reaper, report, storm, warm_pool  # noqa: E402
+from podbench import burst, cold_start, hot_path, reaper, report, storm, warm_pool  # noqa: E402
 from podbench.loadgen import wrk  # noqa: E402
 from podbench.profile import cost_per_request, profile_while  # noqa: E402
 from podbench.servers import CONTROLLER, MODULE, REPO, BenchError  # noqa: E402
 from podbench.system import System  # noqa: E402
 
-PHASES = ("hot", "cold", "warm", "storm", "reaper")
+PHASES = ("hot", "cold", "warm", "storm", "reaper", "burst")
+# What only the hot path runs (machine()'s names).
+HOT_PATH_SOFTWARE = ("wrk", "lua-nginx-module", "uvicorn")
+HOT_PATH_SETTINGS = ("threads", "connections", "seconds", "warmup", "runs", "workers", "users", "cache_ttl")
+# Where each phase's figures go in the results.
+RESULT_KEYS = {"hot": "hot_path", "cold": "cold_start", "warm": "warm_pool", "storm": "storm",
+               "reaper": "reaper", "burst": "burst"}
 STORM_CONTROLLER_FLAGS = ["--kube-qps", "100", "--kube-burst", "200"]
 
 
@@ -85,6 +94,8 @@ def parse_args():
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, configs, profiles)")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="measure nothing: write the page and chart again from a results file")
+    parser.add_argument("--carry-over", type=Path, metavar="RESULTS_JSON",
+                        help="the phases not run this time: their figures from this earlier results file")
     args = parser.parse_args()
     args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
     unknown = sorted(set(args.phases) - set(PHASES))
@@ -145,7 +156,9 @@ def main():
     for path, what in ((MODULE, "the module"), (CONTROLLER, "the controller")):
         if not path.exists():
             sys.exit(f"run.py: {what} is not built ({path}): run make first")
-    missing = [tool for tool in ("wrk", "gnuplot", "perf") if not shutil.which(tool)]
+    needed = {"wrk": "hot" in args.phases, "gnuplot": "hot" in args.phases,
+              "perf": "hot" in args.phases or "storm" in args.phases}
+    missing = [tool for tool, wanted in needed.items() if wanted and not shutil.which(tool)]
     if missing:
         sys.exit(f"run.py: missing {', '.join(missing)}: run scripts/install-deps.sh --bench")
     if not shutil.which("kubectl"):
@@ -154,7 +167,8 @@ def main():
     run_dir = Path(tempfile.mkdtemp(prefix="pod-router-bench-"))
     run_dir.chmod(0o755)
     results = {"stamp": stamp, "machine": machine(), "profiles": {},
-               "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "docs", "keep", "phases")},
+               "settings": {**{k: v for k, v in vars(args).items()
+                               if k not in ("out", "docs", "keep", "phases", "carry_over")},
                             "phases": args.phases, "cache_ttl": hot_path.CACHE_TTL,
                             "storm_controller": " ".join(STORM_CONTROLLER_FLAGS)}}
     log(f"run folder {run_dir}; {results['machine']['cores']} cores, {results['machine']['cpu']}")
@@ -178,11 +192,15 @@ def main():
             results["warm_pool"] = warm_pool.run(system, args, log, STORM_CONTROLLER_FLAGS)
         if "reaper" in args.phases:
             results["reaper"] = reaper.run(system, log)
+        if "burst" in args.phases:
+            results["burst"] = burst.run(system, args, log)
     except BenchError as error:
         sys.exit(f"run.py: {error} (logs in {run_dir})")
     finally:
         if system is not None:
             system.stop()
+    if args.carry_over:
+        carry_over(results, args.carry_over, args.phases)
     targets = report.evaluate(results)
     results["targets"] = targets
     for name in ("arrivals", "herd"):
@@ -199,12 +217,39 @@ def main():
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def carry_over(results, path, measured):
+    """The figures of the phases not measured now, from the earlier run in
+    `path`, marked as such (the page names that run for them)."""
+    earlier = json.loads(path.read_text())
+    carried = [phase for phase in PHASES if phase not in measured and RESULT_KEYS[phase] in earlier]
+    for phase in carried:
+        results[RESULT_KEYS[phase]] = earlier[RESULT_KEYS[phase]]
+    # A missed target's profile explains the figures of its run: kept with
+    # them (the storms' are titled "the ... storm", the hot path's by case).
+    for title, profile in earlier.get("profiles", {}).items():
+        phase = "storm" if title.startswith("the ") and title.endswith(" storm") else "hot"
+        if phase in carried:
+            results["profiles"].setdefault(title, profile)
+    results["carried_over"] = {"from": path.name, "stamp": earlier.get("stamp"), "phases": carried}
+    if "hot" in carried:
+        # The page's load line and the versions of what only the hot path
+        # runs describe the carried figures; this run's settings are kept
+        # aside.
+        results["carried_over"]["settings_now"] = dict(results["settings"])
+        settings, versions = earlier.get("settings", {}), earlier.get("machine", {}).get("versions", {})
+        results["settings"].update({key: settings[key] for key in HOT_PATH_SETTINGS if key in settings})
+        results["machine"]["versions"].update(
+            {name: versions[name] for name in HOT_PATH_SOFTWARE if name in versions})
+    log(f"carried over from {path.name}: {', '.join(carried) or 'nothing'}")
+
+
 def publish(results, json_path, docs, work_dir):
     """docs/BENCHMARKS.md and docs/benchmarks.png from one run's results."""
     targets = results["targets"]
     docs.mkdir(parents=True, exist_ok=True)
     chart_path = docs / "benchmarks.png"
-    if "hot_path" in results:
+    # A hot path carried over from an earlier run keeps the chart drawn then.
+    if "hot_path" in results and "hot" not in results.get("carried_over", {}).get("phases", []):
         report.chart(results, chart_path, work_dir)
     (docs / "BENCHMARKS.md").write_text(report.markdown(results, targets, chart_path.name, json_path.name))
     log(f"wrote {json_path}, {docs / 'BENCHMARKS.md'}, {chart_path}")

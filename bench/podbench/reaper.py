@@ -1,9 +1,8 @@
 """Phase 4, the reaper at scale: 100,000 ready sessions in Redis, 100 of
 them idle past the timeout and backed by real pods. What one reaper pass
 costs with nothing to do, what the pass that reaps the 100 costs, and the
-controller's RSS; at the controller's default API rate limit (5 requests/s,
-client-go's) and at a raised one, because deleting is what the pass waits
-for.
+controller's RSS; at the controller's default API rate limit and at a
+raised one, because deleting is what the pass waits for.
 
 The controller is started before the sessions are written, so that the
 reconciler's pass at election (which would forget ready sessions whose pod
@@ -94,5 +93,6 @@ def run(system, log):
     system.stop_cluster()
     system.start_cluster("kube-sim-reaper", start_delay=0)
     return {"default_rate": one_rate(system, [], log),
+            "default_rate_flags": servers.controller_defaults("kube-qps", "kube-burst"),
             "raised_rate": one_rate(system, ["--kube-qps", "100", "--kube-burst", "200"], log),
             "raised_rate_flags": "--kube-qps 100 --kube-burst 200"}

@@ -21,13 +21,27 @@ from servers import KubeSim, RedisServer, free_port, private_rabbitmq  # noqa: E
 
 GATEWAYS = REPO / "bench" / "gateways"
 NGINX = "/usr/sbin/nginx"
-MODULE = REPO / "build" / "ngx_http_pod_router_module.so"
-CONTROLLER = REPO / "build" / "controller" / "pod-router-controller"
-__all__ = ["BenchError", "CONTROLLER", "KubeSim", "MODULE", "Nginx", "REPO", "RedisServer", "SeedGateway",
+# What `make` built; the same variables as the tests' to measure other builds.
+MODULE = Path(os.environ.get("POD_ROUTER_MODULE", REPO / "build" / "ngx_http_pod_router_module.so"))
+CONTROLLER = Path(os.environ.get("POD_ROUTER_CONTROLLER",
+                                 REPO / "build" / "controller" / "pod-router-controller"))
+__all__ = ["BenchError", "CONTROLLER", "KubeSim", "controller_defaults", "MODULE", "Nginx", "REPO", "RedisServer", "SeedGateway",
            "free_port", "port_open", "private_rabbitmq", "render", "stop_process", "wait_until"]
 
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so")
+
+
+def controller_defaults(*names):
+    """The measured controller's defaults of these settings, from its
+    `run --help`, as flags: "--kube-qps 50 --kube-burst 100"."""
+    text = subprocess.run([str(CONTROLLER), "run", "--help"], capture_output=True, text=True,
+                          timeout=20).stdout
+    found = []
+    for name in names:
+        match = re.search(rf"--{name} [^=\n]*=(\S+)", text)
+        found.append(f"--{name} {match.group(1) if match else '?'}")
+    return " ".join(found)
 
 
 class BenchError(RuntimeError):

@@ -194,3 +194,57 @@ def test_a_page_without_the_warm_phase_has_no_warm_section():
     del measured["warm_pool"]
     page = page_of(measured)
     assert "Warm pool" not in page and "warm pool" not in page
+
+
+def burst_run(served=300, last=1.6, p99=1.5, duplicates=0):
+    return {"users": 300, "served": served, "errors": 300 - served, "error_kinds": ["503"] if served < 300 else [],
+            "pods_created": 300 + duplicates, "duplicate_pods": duplicates, "users_without_pod": 0,
+            "wait_s": {"p50": 1.2, "p90": 1.4, "p99": p99, "last": last}, "all_served_s": 11.3}
+
+
+def burst(default=None, old=None):
+    """What burst.run returns."""
+    return {"settings": "300 new users, first requests evenly over 10 s", "start_delay_s": 1.0,
+            "defaults": "--kube-qps 50 --kube-burst 100 --concurrent-creations 8 --prefetch 500",
+            "old_defaults": "--kube-qps 5 --kube-burst 10 --concurrent-creations 1 --prefetch 50",
+            "default": default or burst_run(), "old": old or burst_run(last=48.9, p99=48.3)}
+
+
+def test_a_class_at_once_is_judged_on_all_served_and_the_last_wait():
+    measured = results(static=100, cached=96, module=90, lua=75, seed=4)
+    measured["burst"] = burst()
+    met = verdicts(measured)
+    assert met["burst, default settings: all 300 new users served, one pod each"]
+    assert met["burst, default settings: the last new user's wait < 30 s"]
+    # the old defaults' figures are shown, not judged
+    measured["burst"] = burst(default=burst_run(last=30.0, p99=29.0))
+    assert not verdicts(measured)["burst, default settings: the last new user's wait < 30 s"]
+    measured["burst"] = burst(default=burst_run(served=297))
+    assert not verdicts(measured)["burst, default settings: all 300 new users served, one pod each"]
+    measured["burst"] = burst(default=burst_run(duplicates=1))
+    assert not verdicts(measured)["burst, default settings: all 300 new users served, one pod each"]
+
+
+def test_the_class_section_sets_the_defaults_beside_the_old_ones():
+    measured = results(static=100, cached=96, module=90, lua=75, seed=4)
+    measured["burst"] = burst()
+    page = page_of(measured)
+    assert page.index("## 4. Storm") < page.index("## 6. A class at once")
+    assert "| defaults: `--kube-qps 50 --kube-burst 100 --concurrent-creations 8 --prefetch 500` | 300 of 300 " \
+           "| 0 | 0 | 1.20 | 1.40 | 1.50 | 1.60 | 11.3 |" in page
+    assert "| before issue 17: `--kube-qps 5 --kube-burst 10 --concurrent-creations 1 --prefetch 50` | 300 of 300 " \
+           "| 0 | 0 | 1.20 | 1.40 | 48.30 | 48.90 | 11.3 |" in page
+    assert "| burst, default settings: the last new user's wait < 30 s | 1.60 s (p99 1.50 s) | yes |" in page
+    assert "A class at once" not in page_of(results(static=100, cached=96, module=90, lua=75, seed=4))
+
+
+def test_the_page_names_the_run_carried_figures_come_from():
+    measured = results(static=100, cached=96, module=90, lua=75, seed=4)
+    measured["burst"] = burst()
+    measured["carried_over"] = {"from": "20261126T171433Z.json", "phases": ["hot", "cold", "warm", "storm"]}
+    page = page_of(measured)
+    assert "every figure below was measured in that run, except those of section 1, section 2, section 3, " \
+           "section 4, which come from the earlier run in `bench/results/20261126T171433Z.json` " \
+           "(`--carry-over`), as does the chart." in page
+    del measured["carried_over"]
+    assert "measured in that one run, on one machine, side by side." in page_of(measured)
