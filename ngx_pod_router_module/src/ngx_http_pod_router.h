@@ -156,6 +156,7 @@ typedef struct {
     ngx_event_t                 deadline;
     ngx_event_t                 recheck;
     ngx_queue_t                 waiting;    /* in the worker's listeners */
+    ngx_uint_t                  news_seen;  /* notifications when routed */
     ngx_msec_t                  parked_at;
     ngx_queue_t                 active;
     ngx_msec_t                  proxied_at;

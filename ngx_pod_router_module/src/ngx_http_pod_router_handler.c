@@ -14,12 +14,11 @@
  *
  * A parked request waits for a notification ("ready <pod>") on the worker's
  * subscriber link, or for its periodic re-check, then routes again; it
- * gives up with 503 and Retry-After at pod_router_wait_timeout. A request
- * listens from its first route on, not from the moment it parks: a
- * notification that arrives while its route or its creation event is under
- * way (the controller can record a pod that already runs within
- * milliseconds) makes it route again at once instead of parking until the
- * next re-check. The phase
+ * gives up with 503 and Retry-After at pod_router_wait_timeout. A
+ * notification that arrives while the request's route or its creation
+ * event is under way (the controller can record a pod that already runs
+ * within milliseconds) makes it route again at once instead of parking
+ * until the next re-check. The phase
  * handler is re-entered after each asynchronous step and reads ctx->phase.
  * Each answer to a waiting request (the page, the 503, the failure) names
  * the creation's latest spawn stage in X-Pod-Router-Stage.
@@ -78,6 +77,7 @@ static ngx_int_t ngx_http_pod_router_stage_header(ngx_http_request_t *r,
 static void ngx_http_pod_router_watch_client(ngx_http_request_t *r);
 static void ngx_http_pod_router_schedule_wake(ngx_http_pod_router_ctx_t *ctx);
 static void ngx_http_pod_router_hear(ngx_http_pod_router_ctx_t *ctx);
+static void ngx_http_pod_router_listen(ngx_http_pod_router_ctx_t *ctx);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_find(
     u_char *pod, size_t len);
 static ngx_http_pod_router_cache_entry_t *ngx_http_pod_router_cache_slot(
@@ -87,8 +87,10 @@ static ngx_uint_t ngx_http_pod_router_touch_due(
 static void ngx_http_pod_router_active_handler(ngx_event_t *ev);
 
 
-/* requests that hear their pod's notifications: from their first route on */
+/* requests that hear their pod's notifications: those told to wait */
 static ngx_queue_t                         ngx_http_pod_router_listening;
+/* notifications heard by this worker, any pod's: see listen() */
+static ngx_uint_t                          ngx_http_pod_router_news;
 /* of them, the parked ones: what pod_router_max_waiting bounds */
 static ngx_uint_t                          ngx_http_pod_router_nparked;
 static ngx_queue_t                         ngx_http_pod_router_active;
@@ -413,13 +415,8 @@ ngx_http_pod_router_lookup(ngx_http_pod_router_ctx_t *ctx)
 
     ctx->phase = NGX_HTTP_POD_ROUTER_PHASE_BUSY;
 
-    /* the answer may be "wait": hear the pod's news from now on */
     ctx->notified = 0;
-
-    if (!ctx->listening) {
-        ngx_queue_insert_tail(&ngx_http_pod_router_listening, &ctx->waiting);
-        ctx->listening = 1;
-    }
+    ctx->news_seen = ngx_http_pod_router_news;
 
     /* Redis answers in milliseconds; a hung one must not hold requests */
     if (ctx->recheck.timer_set) {
@@ -594,6 +591,8 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
             ngx_http_pod_router_count(NGX_HTTP_POD_ROUTER_M_POOL_EMPTY, 1);
         }
 
+        ngx_http_pod_router_listen(ctx);
+
         /*
          * A request that will be held takes its place among the waiting
          * ones before its pod is asked for: one turned away must not
@@ -757,6 +756,8 @@ ngx_http_pod_router_park(ngx_http_pod_router_ctx_t *ctx)
 
     r = ctx->request;
     prmcf = ngx_http_pod_router_main_conf();
+
+    ngx_http_pod_router_listen(ctx);
 
     if (!ctx->parked) {
         if (ngx_http_pod_router_wants_page(r)) {
@@ -923,6 +924,8 @@ ngx_http_pod_router_notify(ngx_uint_t kind, u_char *pod, size_t len)
     ngx_queue_t                *q, *next;
     ngx_http_pod_router_ctx_t  *ctx;
 
+    ngx_http_pod_router_news++;
+
     /* the address may have changed: drop what this worker cached */
     if (kind != PR_NOTIFY_READY) {
         ngx_http_pod_router_cache_entry_t  *entry;
@@ -991,6 +994,8 @@ ngx_http_pod_router_wake_all(void)
     ngx_queue_t                *q, *next;
     ngx_http_pod_router_ctx_t  *ctx;
 
+    ngx_http_pod_router_news++;
+
     for (q = ngx_queue_head(&ngx_http_pod_router_listening);
          q != ngx_queue_sentinel(&ngx_http_pod_router_listening);
          q = next)
@@ -998,6 +1003,30 @@ ngx_http_pod_router_wake_all(void)
         next = ngx_queue_next(q);
         ctx = ngx_queue_data(q, ngx_http_pod_router_ctx_t, waiting);
         ngx_http_pod_router_hear(ctx);
+    }
+}
+
+
+/*
+ * A request told to wait hears its pod's notifications from now on. Until
+ * now it was not listening (a ready user's request never pays for that);
+ * if any notification came while its first route was under way, that one
+ * may have been its own: it counts as heard, and costs at most one more
+ * route.
+ */
+
+static void
+ngx_http_pod_router_listen(ngx_http_pod_router_ctx_t *ctx)
+{
+    if (ctx->listening) {
+        return;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_pod_router_listening, &ctx->waiting);
+    ctx->listening = 1;
+
+    if (ctx->news_seen != ngx_http_pod_router_news) {
+        ctx->notified = 1;
     }
 }
 
