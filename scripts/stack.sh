@@ -90,18 +90,18 @@ not_ready() {
     exit 1
 }
 
-# Polls CHECK (a command) every 0.2 s for up to SECONDS while NAME's process
-# runs: 0 once CHECK passes, 1 if the process is gone, 2 on the deadline.
+# Polls whether NAME answers (`answers`) every 0.2 s for up to SECONDS while
+# its process runs: 0 once it does, 1 if the process is gone, 2 on the
+# deadline.
 # An answer without the process does not count: nginx's workers outlive a
 # master killed with SIGKILL, and answer, but nothing can reload or stop
 # them any more.
 answers_within() {
     local name=$1 seconds=$2
-    shift 2
     local deadline=$((SECONDS + seconds))
     while :; do
         alive "$name" || return 1
-        if "$@" >/dev/null 2>&1; then
+        if answers "$name" >/dev/null 2>&1; then
             return 0
         fi
         [ "$SECONDS" -lt "$deadline" ] || return 2
@@ -109,7 +109,7 @@ answers_within() {
     done
 }
 
-# For a component just launched: waits until it answers CHECK; fails with
+# For a component just launched: waits until it answers; fails with
 # its log tail if it exits first or does not answer within SECONDS.
 await() {
     local name=$1 seconds=$2 result=0
@@ -121,8 +121,8 @@ await() {
     esac
 }
 
-# For a component that may be running already: succeeds once it answers
-# CHECK; fails (1) if there is no process, or it exits while we wait (a
+# For a component that may be running already: succeeds once it answers;
+# fails (1) if there is no process, or it exits while we wait (a
 # server still stopping), having stopped what it left behind, so that the
 # caller starts it afresh. A process that runs but never answers within
 # SECONDS is not replaced: up fails.
@@ -233,7 +233,7 @@ answers() {
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 up_redis() {
-    answers_already redis 20 redis_ping && return 0
+    answers_already redis 20 && return 0
     port_free "$redis_port" || fail "port $redis_port (POD_ROUTER_REDIS_PORT) is taken"
     mkdir -p "$run_dir/redis"
     # The password is in the configuration file (mode 0600), not on the
@@ -254,7 +254,7 @@ requirepass $password
 CONF
     )
     launch redis redis-server "$run_dir/redis/redis.conf"
-    await redis 20 redis_ping
+    await redis 20
 }
 
 up_rabbitmq() {
@@ -293,7 +293,7 @@ CONF
 }
 
 up_kube_sim() {
-    answers_already kube-sim 30 kube_sim_ready && return 0
+    answers_already kube-sim 30 && return 0
     port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
     rm -f "$kubeconfig"
     # Besides the demo images kube-sim serves in-process, one whose pods are
@@ -312,7 +312,7 @@ JSON
         --image-map "$run_dir/kube-sim-images.json" --audit-log "$logs/kube-sim-audit.log" \
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway
-    await kube-sim 30 kube_sim_ready
+    await kube-sim 30
     kube_sim_started=1
     # The namespaces, service accounts and the controller's RBAC, exactly as
     # a cluster gets them (kustomize overlay "local").
@@ -329,7 +329,7 @@ up_controller() {
         say "  restarting the controller for the new kube-sim"
         stop_process controller TERM 30
     fi
-    answers_already controller 30 controller_ready && return 0
+    answers_already controller 30 && return 0
     [ -x "$controller_bin" ] || fail "$controller_bin is not built: run make"
     launch controller "$controller_bin" run \
         --kubeconfig "$run_dir/kube-sim/kubeconfig.pod-router-system.pod-router-controller" \
@@ -337,7 +337,7 @@ up_controller() {
         --redis "127.0.0.1:$redis_port" --redis-password-file "$secrets/redis-password" \
         --amqp-url "amqp://127.0.0.1:$amqp_port/" --amqp-credentials-file "$secrets/amqp-credentials" \
         --listen "127.0.0.1:$controller_port" --idle-timeout "$idle_timeout"
-    await controller 30 controller_ready
+    await controller 30
 }
 
 # A running nginx keeps the mode it was started in.
@@ -349,7 +349,7 @@ same_identity_mode() {
 }
 
 up_nginx() {
-    if answers_already nginx 20 nginx_ready; then
+    if answers_already nginx 20; then
         same_identity_mode
         return 0
     fi
@@ -375,7 +375,7 @@ up_nginx() {
     "$nginx_bin" -t -q -p "$prefix" -c "$prefix/nginx.conf" 2>>"$logs/nginx.log" ||
         fail "nginx -t refused $prefix/nginx.conf (see $logs/nginx.log)"
     launch nginx "$nginx_bin" -p "$prefix" -c "$prefix/nginx.conf"
-    await nginx 20 nginx_ready
+    await nginx 20
 }
 
 # A path as the user can type it: relative to the current folder if inside it.
@@ -498,7 +498,7 @@ status() {
     local down=0 name
     for name in "${components[@]}"; do
         if [ "$name" = rabbitmq ]; then
-            if answers rabbitmq >/dev/null 2>&1; then
+            if rabbitmq_status >/dev/null 2>&1; then
                 say "  up    rabbitmq  amqp://127.0.0.1:$amqp_port/"
             else
                 say "  DOWN  rabbitmq"
