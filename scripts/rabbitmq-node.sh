@@ -41,13 +41,9 @@ export ERL_EPMD_PORT=$((port + 2)) ERL_EPMD_ADDRESS=127.0.0.1
 
 # A process that has not exited: the launcher, once this script is gone, is
 # init's to reap, and stays a zombie (which kill -0 finds) until init does.
-alive() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] || return 1
-    { IFS= read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-    stat=${stat##*) }
-    [[ "${stat%% *}" != [ZX] ]]
-}
+# shellcheck source=scripts/process-running.sh
+source "$(dirname "$0")/process-running.sh"
+alive() { running "$1"; }
 read_pid() { cat "$1" 2>/dev/null || true; }
 rabbitmqctl_bounded() { timeout "$1" rabbitmqctl -q -n "$node" "${@:2}"; }
 

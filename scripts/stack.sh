@@ -73,15 +73,9 @@ fail() { printf 'stack.sh: %s\n' "$*" >&2; exit 1; }
 
 pid_of() { cat "$pids/$1.pid" 2>/dev/null || true; }
 
-# True while PID is a process that has not exited: a zombie (state Z) has,
-# though kill -0 still succeeds on it.
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] || return 1
-    { IFS= read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-    stat=${stat##*) }
-    [[ "${stat%% *}" != [ZX] ]]
-}
+# running PID: not exited, a zombie excluded
+# shellcheck source=scripts/process-running.sh
+source "$repo/scripts/process-running.sh"
 alive() { running "$(pid_of "$1")"; }
 
 not_ready() {
