@@ -168,8 +168,11 @@ def test_kill_9_before_the_ack_redelivers_without_a_second_pod(stack):
                what="the redelivery acked")
     assert list(stack.pods()) == [pod]
     assert stack.pods()[pod].metadata.uid == uid, "the pod was created again"
-    assert second.metric("pod_router_controller_pods_already_existed_total") == 1
+    # The second controller either finds the pod in its watch cache (the
+    # list came first) or asks to create it and gets 409 AlreadyExists (the
+    # delivery came first); which one is a race, never a second pod.
     assert second.metric("pod_router_controller_pods_created_total") == 0
+    assert second.metric("pod_router_controller_pods_already_existed_total") <= 1
     assert stack.queue_depth() == 0
 
 
