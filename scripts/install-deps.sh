@@ -8,7 +8,9 @@ usage() {
     cat <<'EOF'
 Usage: scripts/install-deps.sh [--bench] [--check] [--list] [IMAGE GROUP...]
 
-Installs what is missing of the packages pod-router needs (Debian 12).
+Installs what is missing of the packages pod-router needs (Debian 12),
+then builds the Kubernetes control plane the tests run against from its Go
+modules, once (scripts/cluster/build.sh; needs Go 1.24 or newer).
 
   --bench   also what make bench needs: wrk, the OpenResty-style and the
             seed's gateways it compares against, gnuplot for its chart
@@ -131,8 +133,25 @@ if [ ${#image_packages[@]} -eq 0 ] && ! command -v kubectl >/dev/null 2>&1; then
     echo "install-deps.sh: warning: kubectl is not on the PATH; make run and the tests need kubectl 1.32" >&2
 fi
 
+# The real control plane (etcd, kube-apiserver, kube-scheduler,
+# kube-controller-manager, kubectl) is not packaged: it is built from its Go
+# modules once, into a cache outside the work tree (scripts/cluster/build.sh;
+# about 15 minutes cold on 2 cores, nothing when cached). Not for the images.
+control_plane() {
+    [ ${#image_packages[@]} -eq 0 ] || return 0
+    if $check_only; then
+        "$(dirname "$0")/cluster/build.sh" --print-path >/dev/null || {
+            echo "install-deps.sh: the control plane is not built (scripts/cluster/build.sh)"
+            return 1
+        }
+        return 0
+    fi
+    "$(dirname "$0")/cluster/build.sh" >/dev/null
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps.sh: all ${#packages[@]} packages are installed"
+    control_plane
     exit 0
 fi
 
@@ -173,3 +192,4 @@ if [ ${#still_missing[@]} -ne 0 ]; then
     exit 1
 fi
 echo "install-deps.sh: installed ${missing[*]}"
+control_plane
