@@ -1,8 +1,11 @@
 """Real servers for the Python integration tests: a redis-server on a free
-TCP port, a private rabbitmq-server (scripts/rabbitmq-node.sh) and
-kube-sim, each started for real and stopped by the fixture that owns it."""
+TCP port, a private rabbitmq-server (scripts/rabbitmq-node.sh) and a
+Kubernetes API (kube-sim, or the real control plane of scripts/cluster.sh
+when POD_ROUTER_CLUSTER=real), each started for real and stopped by the
+fixture that owns it."""
 
 import contextlib
+import os
 import random
 import shutil
 import socket
@@ -18,6 +21,11 @@ from polling import wait_until
 REPO = Path(__file__).resolve().parents[2]
 RABBITMQ_SCRIPT = REPO / "scripts" / "rabbitmq-node.sh"
 KUBE_SIM = REPO / "scripts" / "kube-sim" / "kube-sim"
+CLUSTER_SH = REPO / "scripts" / "cluster.sh"
+# Which Kubernetes API the tiers run against: "kube-sim" (default) or
+# "real" (CTest runs each cluster tier once per backend).
+CLUSTER = os.environ.get("POD_ROUTER_CLUSTER", "kube-sim")
+ON_REAL_CLUSTER = CLUSTER == "real"
 
 
 def free_port():
@@ -147,6 +155,83 @@ class KubeSim:
                 self.process.kill()
                 self.process.wait(10)
         self.log.close()
+
+
+class RealCluster:
+    """The real control plane (scripts/cluster.sh) on free ports, state in
+    `directory`, its node agent's pods in `pod_cidr`. The same face as
+    KubeSim: kubeconfig, service_account_kubeconfig(), stop()."""
+
+    def __init__(self, directory, pod_cidr, start_delay="0.2", image_map=None, node=True):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.pod_cidr = pod_cidr
+        self.api_port = free_port()
+        self.etcd_port = free_port_pair()
+        self.args = ["--dir", str(self.directory), "--api-port", str(self.api_port),
+                     "--etcd-port", str(self.etcd_port), "--pod-cidr", pod_cidr,
+                     "--start-delay", start_delay, "--crash-backoff", "1"]
+        if image_map is not None:
+            self.args += ["--image-map", str(image_map)]
+        if not node:
+            self.args.append("--no-node")
+        self.kubectl_path = str(Path(self.run_build("--print-path")).parent / "kubectl")
+        self.start()
+
+    @staticmethod
+    def run_build(*args):
+        built = subprocess.run([str(CLUSTER_SH.parent / "cluster" / "build.sh"), *args],
+                               capture_output=True, text=True, timeout=60)
+        assert built.returncode == 0, ("the control plane is not built: run scripts/install-deps.sh "
+                                       f"(or scripts/cluster/build.sh)\n{built.stderr}")
+        return built.stdout.strip()
+
+    def kubectl(self, *args, kubeconfig=None, timeout=60, stdin=None):
+        """kubectl of the same release as the API server."""
+        return subprocess.run([self.kubectl_path, "--kubeconfig", str(kubeconfig or self.kubeconfig),
+                               *args], capture_output=True, text=True, timeout=timeout, input=stdin)
+
+    @property
+    def kubeconfig(self):
+        return self.directory / "kubeconfig"
+
+    def run(self, *args, timeout=180):
+        return subprocess.run([str(CLUSTER_SH), *args, *self.args], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self):
+        started = self.run("up")
+        assert started.returncode == 0, f"cluster.sh up failed:\n{started.stderr[-4000:]}"
+
+    def service_account_kubeconfig(self, namespace="pod-router-system", name="pod-router-controller",
+                                   duration="1h"):
+        """A kubeconfig with a TokenRequest token for the account, made on
+        first use (the account must exist: the local overlay makes it)."""
+        path = self.directory / f"kubeconfig.{namespace}.{name}"
+        if not path.exists():
+            made = self.run("token", f"{namespace}/{name}", "--duration", duration, timeout=60)
+            assert made.returncode == 0, f"cluster.sh token failed:\n{made.stderr}"
+        return path
+
+    def stop(self):
+        stopped = self.run("down", timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def free_port_pair():
+    """A free port whose next port is free too (etcd's client and peer ports)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535 and _free(port + 1):
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def kubernetes_api(directory, pod_cidr, start_delay="0.2"):
+    """The API the tiers run against: kube-sim or the real control plane."""
+    if ON_REAL_CLUSTER:
+        return RealCluster(directory, pod_cidr, start_delay)
+    return KubeSim(directory, pod_cidr, start_delay)
 
 
 @contextlib.contextmanager
