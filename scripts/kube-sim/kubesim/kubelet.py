@@ -15,9 +15,32 @@ readiness from the pod's readiness probe, and events.
 
 One thread owns all pod state; API threads only enqueue notifications.
 Probes run in a small thread pool so a slow endpoint never stalls the loop.
+
+The Kubelet reads and writes pods through a backend, so that the same class
+runs kube-sim's node (StoreBackend, below: kube-sim's in-process store) and
+the node agent of a real control plane (node_agent.ApiBackend: the API over
+HTTPS). Every backend has:
+
+    get_pod(namespace, name)       the pod as last known, or None
+    update_pod_status(namespace, name, uid, mutate)
+                                   read-modify-write: mutate(pod) changes
+                                   pod["status"] in place; dropped silently
+                                   when the pod is gone or has another uid
+    remove_pod(namespace, name, uid)
+                                   the final removal once every container
+                                   has stopped (grace period 0, uid checked)
+    create_event(namespace, event) a v1 Event, best effort
+
+A backend may do these writes later, on threads of its own (the API
+backend does), as long as those of one pod keep their order. Only the
+StoreBackend also plays the scheduler (bind) and the namespace controller
+(list_pods, mark_pod_deleted, purge_namespace): against a real control
+plane, kube-scheduler and kube-controller-manager do that, and the Kubelet
+runs with scheduler=False.
 """
 
 import concurrent.futures
+import copy
 import http.client
 import ipaddress
 import logging
@@ -33,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors, resources
-from .store import now_rfc3339
+from .store import Store, now_rfc3339
 from .validation import random_suffix
 
 NODE_NAME = "kube-sim-node"
@@ -41,6 +64,7 @@ HOST_IP = "127.0.0.1"
 TICK_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 300.0
 PULL_BACKOFF_SECONDS = 5.0
+VOLUME_RETRY_SECONDS = 2.0
 
 log = logging.getLogger("kube-sim.kubelet")
 
@@ -97,6 +121,10 @@ class _NotBindable(Exception):
     """The pod changed under the scheduler: deleted, replaced, or bound already."""
 
 
+class _Replaced(Exception):
+    """The pod of that name is another one now (another uid)."""
+
+
 @dataclass
 class PodRun:
     namespace: str
@@ -111,6 +139,9 @@ class PodRun:
     terminating: bool = False
     kill_deadline: float = 0.0
     broken: bool = False
+    pod: dict = None  # as admitted: what the volume hook prepares from
+    volumes: concurrent.futures.Future = None  # the volume hook's work in flight
+    volumes_retry_at: float = 0.0
 
 
 def _pull_failure(image):
@@ -184,10 +215,110 @@ class AddressPool:
         self._in_use.discard(address)
 
 
-class Kubelet:
-    def __init__(self, store, images, demo_host, state_dir, start_delay, crash_backoff,
-                 pod_cidr="127.1.0.0/16", start_jitter=0.0, schedule_delay=0.0, schedule_jitter=0.0):
+class StoreBackend:
+    """kube-sim's in-process store. Its writes happen at once, in the calling
+    thread. Besides the pod reads and writes every backend has (see the
+    module's docstring), it binds pods for the scheduler stand-in and cleans
+    up deleted namespaces for the namespace controller stand-in."""
+
+    def __init__(self, store):
         self.store = store
+
+    def get_pod(self, namespace, name):
+        try:
+            return self.store.get(resources.pods(), namespace, name)
+        except errors.ApiError:
+            return None
+
+    def update_pod_status(self, namespace, name, uid, mutate):
+        def checked(pod):
+            if pod["metadata"]["uid"] != uid:
+                raise _Replaced()
+            mutate(pod)
+        try:
+            self.store.update(resources.pods(), namespace, name, checked)
+        except (errors.ApiError, _Replaced):
+            pass  # deleted or replaced underneath us; termination handles the rest
+
+    def remove_pod(self, namespace, name, uid):
+        try:
+            self.store.remove(resources.pods(), namespace, name, {"uid": uid})
+        except errors.ApiError:
+            pass  # already gone
+
+    def create_event(self, namespace, event):
+        try:
+            self.store.create(resources.events(), namespace, event)
+        except errors.ApiError:
+            pass
+
+    # --- the scheduler stand-in -------------------------------------------
+
+    def bind(self, namespace, name, uid, node_name, bound_at):
+        """The binding write, as kube-apiserver's pods/binding makes it:
+        spec.nodeName and PodScheduled=True together, nothing else. Returns
+        the bound pod, or None when it was deleted, replaced or bound already."""
+        def bind(pod):
+            if pod["metadata"]["uid"] != uid or pod["metadata"].get("deletionTimestamp") \
+                    or pod["spec"].get("nodeName"):
+                raise _NotBindable()
+            pod["spec"]["nodeName"] = node_name
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": bound_at})
+            status["conditions"] = conditions
+        try:
+            return self.store.update(resources.pods(), namespace, name, bind)
+        except (errors.ApiError, _NotBindable):
+            return None
+
+    # --- the namespace controller stand-in --------------------------------
+
+    def list_pods(self, namespace):
+        pods, _ = self.store.list(resources.pods(), namespace)
+        return pods
+
+    def mark_pod_deleted(self, namespace, name, grace_seconds):
+        self.store.mark_deleted(resources.pods(), namespace, name, grace_seconds)
+
+    def purge_namespace(self, namespace):
+        """Removes every other object of an emptied namespace, then the namespace."""
+        for rtype in resources.ALL:
+            if rtype.namespaced and rtype is not resources.pods():
+                items, _ = self.store.list(rtype, namespace)
+                for obj in items:
+                    try:
+                        self.store.remove(rtype, namespace, obj["metadata"]["name"])
+                    except errors.ApiError:
+                        pass
+        try:
+            self.store.remove(resources.namespaces(), "", namespace)
+        except errors.ApiError:
+            pass
+
+
+class Kubelet:
+    """One node's pods. backend: a StoreBackend (a kube-sim Store is taken
+    as one) or node_agent.ApiBackend. scheduler: whether the scheduler
+    stand-in binds unbound pods (needs backend.bind); off, the Kubelet only
+    takes pods already bound to it. volumes: None, or a hook with
+    prepare(pod) -> Future of {container name: {env name: value}}, done
+    before the pod's containers start, and release(namespace, name, uid)
+    once the pod is gone (node_agent.ServiceAccountVolumes)."""
+
+    def __init__(self, backend, images, demo_host, state_dir, start_delay, crash_backoff,
+                 pod_cidr="127.1.0.0/16", start_jitter=0.0, schedule_delay=0.0, schedule_jitter=0.0,
+                 node_name=NODE_NAME, host_ip=HOST_IP, scheduler=True, volumes=None):
+        if isinstance(backend, Store):
+            backend = StoreBackend(backend)
+        if scheduler and not hasattr(backend, "bind"):
+            raise ValueError("the scheduler stand-in needs a backend that binds pods")
+        self.backend = backend
+        self.node_name = node_name
+        self.host_ip = host_ip
+        self.scheduler = scheduler
+        self.volumes = volumes
         self.images = images
         self.demo_host = demo_host
         self.log_dir = Path(state_dir) / "pods"
@@ -218,7 +349,9 @@ class Kubelet:
         self._inbox.put(("namespace-deleted", "", name, ""))
 
     def read_log(self, namespace, name, container):
-        pod = self.store.get(resources.pods(), namespace, name)
+        pod = self.backend.get_pod(namespace, name)
+        if pod is None:
+            raise errors.not_found(resources.pods(), name)
         names = [c["name"] for c in pod["spec"]["containers"]]
         container = container or (names[0] if len(names) == 1 else "")
         if container not in names:
@@ -238,7 +371,8 @@ class Kubelet:
     def stop(self, timeout=10.0):
         """Stops every pod process this kubelet started (SIGTERM, then SIGKILL)."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         deadline = time.monotonic() + timeout
         for run in list(self._pods.values()):
             for container in run.containers:
@@ -307,17 +441,19 @@ class Kubelet:
     def _enqueue(self, namespace, name, uid):
         """A new pod waits --schedule-delay (plus jitter) for the scheduler; one
         created with spec.nodeName set skips it, as in Kubernetes."""
-        try:
-            pod = self.store.get(resources.pods(), namespace, name)
-        except errors.ApiError:
-            return
-        if pod["metadata"]["uid"] != uid:
-            return  # gone, and replaced by a pod of the same name that has its own notice
+        pod = self.backend.get_pod(namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid:
+            return  # gone, or replaced by a pod of the same name that has its own notice
+        running = self._pods.get((namespace, name))
+        if running is not None and running.uid == uid:
+            return  # told twice: starting it again would run two copies
         if pod["spec"].get("nodeName"):
             # Even if already being deleted: its "deleted" notice follows and
             # ends it the way it ends any bound pod.
             self._admit(pod, now_rfc3339(), scheduled_by_us=False)
             return
+        if not self.scheduler:
+            return  # kube-scheduler binds it; a watch tells us when it is ours
         if pod["metadata"].get("deletionTimestamp"):
             return  # deleted while finalizers hold it: the scheduler skips it
         delay = self.schedule_delay + random.uniform(0.0, self.schedule_jitter)
@@ -334,31 +470,23 @@ class Kubelet:
                 log.exception("pod %s/%s: scheduler error", *key)
 
     def _bind(self, namespace, name, uid):
-        """The binding write, as kube-apiserver's pods/binding makes it:
-        spec.nodeName and PodScheduled=True together, nothing else."""
         bound_at = now_rfc3339()
-
-        def bind(pod):
-            if pod["metadata"]["uid"] != uid or pod["metadata"].get("deletionTimestamp") \
-                    or pod["spec"].get("nodeName"):
-                raise _NotBindable()
-            pod["spec"]["nodeName"] = NODE_NAME
-            status = pod.setdefault("status", {})
-            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                               "lastTransitionTime": bound_at})
-            status["conditions"] = conditions
-        try:
-            pod = self.store.update(resources.pods(), namespace, name, bind)
-        except (errors.ApiError, _NotBindable):
-            return  # deleted (or replaced) while it waited: nothing to run
-        self._admit(pod, bound_at)
+        pod = self.backend.bind(namespace, name, uid, self.node_name, bound_at)
+        if pod is not None:  # else deleted (or replaced) while it waited: nothing to run
+            self._admit(pod, bound_at)
 
     # --- admission and start ----------------------------------------------------
 
     def _admit(self, pod, scheduled, scheduled_by_us=True):
         """The kubelet takes a pod bound to its node: the start delay counts from here."""
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        previous = self._pods.get((namespace, name))
+        if previous is not None:
+            # A pod of the same name that was force-deleted an instant ago
+            # and has not finished stopping: end it now, or its processes
+            # and address would be lost track of.
+            self._begin_termination(previous, grace=0)
+            self._advance_termination(previous, time.monotonic())
         ip = self._addresses.take()
         containers = []
         for spec in pod["spec"]["containers"]:
@@ -374,11 +502,14 @@ class Kubelet:
             ))
         run = PodRun(namespace, name, pod["metadata"]["uid"], ip, pod["spec"]["restartPolicy"],
                      containers, scheduled,
-                     time.monotonic() + self.start_delay + random.uniform(0.0, self.start_jitter))
+                     time.monotonic() + self.start_delay + random.uniform(0.0, self.start_jitter),
+                     pod=pod)
         self._pods[(namespace, name)] = run
+        if self.volumes is not None:
+            run.volumes = self.volumes.prepare(pod)
         if scheduled_by_us:
             self._event(run, "Normal", "Scheduled",
-                        f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
+                        f"Successfully assigned {namespace}/{name} to {self.node_name}",
                         component="default-scheduler")
         for container in containers:
             self._event(run, "Normal", "Pulling", f'Pulling image "{container.image}"', container)
@@ -428,7 +559,7 @@ class Kubelet:
         if run.terminating:
             self._advance_termination(run, now)
             return
-        if now < run.start_at:
+        if now < run.start_at or not self._volumes_ready(run, now):
             return
         changed = False
         if not run.pulled:
@@ -447,6 +578,29 @@ class Kubelet:
             changed |= self._advance_container(run, container, now)
         if changed:
             self._write_status(run)
+
+    def _volumes_ready(self, run, now):
+        """Whether the volume hook has prepared the pod: its containers start
+        only then (ContainerCreating meanwhile), as a kubelet waits for its
+        volume mounts, and a failure is retried as FailedMount."""
+        if run.volumes is None:
+            if not run.volumes_retry_at:
+                return True
+            if now < run.volumes_retry_at:
+                return False
+            run.volumes_retry_at = 0.0
+            run.volumes = self.volumes.prepare(run.pod)
+        if not run.volumes.done():
+            return False
+        error = run.volumes.exception()
+        run.volumes, prepared = None, run.volumes
+        if error is not None:
+            self._event(run, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
+            run.volumes_retry_at = now + VOLUME_RETRY_SECONDS
+            return False
+        for container in run.containers:
+            container.env.update(prepared.result().get(container.name) or {})
+        return True
 
     def _advance_container(self, run, container, now):
         if container.runtime is None:
@@ -559,12 +713,14 @@ class Kubelet:
 
     # --- termination -------------------------------------------------------------
 
-    def _begin_termination(self, run):
-        try:
-            pod = self.store.get(resources.pods(), run.namespace, run.name)
-            grace = pod["metadata"].get("deletionGracePeriodSeconds", 30)
-        except errors.ApiError:
+    def _begin_termination(self, run, grace=None):
+        """grace: seconds from SIGTERM to SIGKILL; by default the pod's
+        deletionGracePeriodSeconds, 0 when the pod is gone already."""
+        if grace is None:
+            pod = self.backend.get_pod(run.namespace, run.name)
             grace = 0
+            if pod is not None and pod["metadata"]["uid"] == run.uid:
+                grace = pod["metadata"].get("deletionGracePeriodSeconds", 30)
         run.terminating = True
         run.kill_deadline = time.monotonic() + grace
         for container in run.containers:
@@ -605,38 +761,29 @@ class Kubelet:
             container.process = None
         self._pods.pop((run.namespace, run.name), None)
         self._addresses.release(run.ip)
-        try:
-            self._write_status(run)
-            self.store.remove(resources.pods(), run.namespace, run.name)
-        except errors.ApiError:
-            pass  # already gone
+        if self.volumes is not None:
+            self.volumes.release(run.namespace, run.name, run.uid)
+        self._write_status(run)
+        self.backend.remove_pod(run.namespace, run.name, run.uid)
 
     def _advance_namespaces(self):
+        """The namespace controller stand-in (StoreBackend only: namespace
+        notices come from kube-sim's API alone)."""
         for namespace in list(self._terminating_namespaces):
-            pods, _ = self.store.list(resources.pods(), namespace)
+            pods = self.backend.list_pods(namespace)
             for pod in pods:
-                self._unbound.pop((namespace, pod["metadata"]["name"]), None)
+                name = pod["metadata"]["name"]
+                self._unbound.pop((namespace, name), None)
                 if not pod["metadata"].get("deletionTimestamp"):
                     grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-                    if (namespace, pod["metadata"]["name"]) in self._pods:
-                        self.store.mark_deleted(resources.pods(), namespace, pod["metadata"]["name"], grace)
-                        self._begin_termination(self._pods[(namespace, pod["metadata"]["name"])])
+                    if (namespace, name) in self._pods:
+                        self.backend.mark_pod_deleted(namespace, name, grace)
+                        self._begin_termination(self._pods[(namespace, name)])
                     else:
-                        self.store.remove(resources.pods(), namespace, pod["metadata"]["name"])
+                        self.backend.remove_pod(namespace, name, pod["metadata"]["uid"])
             if pods:
                 continue
-            for rtype in resources.ALL:
-                if rtype.namespaced and rtype is not resources.pods():
-                    items, _ = self.store.list(rtype, namespace)
-                    for obj in items:
-                        try:
-                            self.store.remove(rtype, namespace, obj["metadata"]["name"])
-                        except errors.ApiError:
-                            pass
-            try:
-                self.store.remove(resources.namespaces(), "", namespace)
-            except errors.ApiError:
-                pass
+            self.backend.purge_namespace(namespace)
             self._terminating_namespaces.discard(namespace)
 
     # --- status and events ---------------------------------------------------------
@@ -651,8 +798,9 @@ class Kubelet:
                 "ready": container.ready,
                 "restartCount": container.restart_count,
                 "started": "running" in container.state,
-                "state": container.state,
-                "lastState": container.last_state,
+                # Copies: a backend may apply the write later, on another thread.
+                "state": copy.deepcopy(container.state),
+                "lastState": copy.deepcopy(container.last_state),
             }
             if container.container_id:
                 entry["containerID"] = container.container_id
@@ -680,6 +828,8 @@ class Kubelet:
 
         message = f"containers with unready status: [{' '.join(unready)}]"
 
+        host_ip = self.host_ip
+
         def update(pod):
             status = pod.setdefault("status", {})
             old_conditions = {c["type"]: c for c in status.get("conditions") or []}
@@ -695,21 +845,21 @@ class Kubelet:
                     entry["lastTransitionTime"] = old["lastTransitionTime"]
                 elif old:
                     entry["lastTransitionTime"] = now_rfc3339()
+            # Conditions others own (DisruptionTarget, readiness gates) stay.
+            ours = {entry["type"] for entry in conditions}
+            conditions += [c for c in old_conditions.values() if c["type"] not in ours]
             status.update({
                 "phase": phase,
                 "conditions": conditions,
-                "hostIP": HOST_IP,
-                "hostIPs": [{"ip": HOST_IP}],
+                "hostIP": host_ip,
+                "hostIPs": [{"ip": host_ip}],
                 "podIP": run.ip,
                 "podIPs": [{"ip": run.ip}],
                 "startTime": run.scheduled_at,
                 "containerStatuses": containers,
             })
 
-        try:
-            self.store.update(resources.pods(), run.namespace, run.name, update)
-        except errors.ApiError:
-            pass  # deleted underneath us; termination handles the rest
+        self.backend.update_pod_status(run.namespace, run.name, run.uid, update)
 
     def _event(self, run, kind, reason, message, container=None, component="kubelet"):
         involved = {"kind": "Pod", "namespace": run.namespace, "name": run.name, "uid": run.uid,
@@ -722,16 +872,13 @@ class Kubelet:
             "involvedObject": involved,
             "reason": reason,
             "message": message,
-            "source": {"component": component, "host": NODE_NAME},
+            "source": {"component": component, "host": self.node_name},
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
             "type": kind,
             "eventTime": None,
             "reportingComponent": component,
-            "reportingInstance": NODE_NAME,
+            "reportingInstance": self.node_name,
         }
-        try:
-            self.store.create(resources.events(), run.namespace, event)
-        except errors.ApiError:
-            pass
+        self.backend.create_event(run.namespace, event)
