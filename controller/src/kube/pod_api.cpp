@@ -60,6 +60,12 @@ ApiResult KubePodApi::classify(const ApiResponse &response) {
         result.outcome = ApiOutcome::kExists;
     } else if (response.status == 404) {
         result.outcome = ApiOutcome::kNotFound;
+    } else if (response.status == 401 || response.status == 408) {
+        // Our credentials, not the pod: a service-account token that expired
+        // or was revoked before the new one was written (the client reads
+        // the file again when it changes), or a request the server timed
+        // out. Retried; never a user's failure.
+        result.outcome = ApiOutcome::kUnavailable;
     } else if (response.status >= 400 && response.status < 500 && response.status != 429) {
         result.outcome = ApiOutcome::kRejected;
     } else {
