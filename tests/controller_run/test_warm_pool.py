@@ -15,7 +15,8 @@ import uuid
 import pytest
 from kubernetes import client as kube_client
 
-from conftest import KEY_PREFIX, USERS_NS, KubeSim, Stack, apply_local_overlay, wait_until
+from conftest import KEY_PREFIX, ON_REAL_CLUSTER, USERS_NS, Stack, apply_local_overlay, wait_until
+from servers import KubeSim
 
 POOL_LABEL = "pod-router.io/pool"
 SESSION_LABEL = "pod-router.io/session"
@@ -119,6 +120,8 @@ def aux_kube(tmp_path_factory):
     """kube-sim with slow scheduling (1 s unbound) and a slow start (1.5 s
     in ContainerCreating), demo pods as processes; the session's kube-sim is
     left as it is."""
+    if ON_REAL_CLUSTER:
+        pytest.skip("needs kube-sim's --schedule-delay, which the real scheduler does not have")
     directory = tmp_path_factory.mktemp("aux-kube-sim")
     empty = directory / "empty"
     empty.mkdir()
