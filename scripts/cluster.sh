@@ -35,6 +35,12 @@ Options:
   --start-delay SECONDS the node agent's container start delay (default 0)
   --crash-backoff SECONDS
                         the node agent's first restart back-off (default 10)
+  --node-cpu QUANTITY   the node's cpu capacity (default 64): its pods are
+                        processes without limits, so this only says how
+                        many the scheduler may place (2 real cores would
+                        stop the user pod template's 50m requests at 40)
+  --node-memory QUANTITY
+                        the node's memory capacity (default 256Gi)
   --no-node             start no node agent (start your own with
                         DIR/kubeconfig.node)
   --reset               remove DIR's etcd data first: an empty cluster
@@ -55,7 +61,7 @@ action=$1
 shift
 dir=.run/cluster api_port=6443 etcd_port=2379 pod_cidr=127.1.0.0/16
 node_name=pod-router-node image_map="" start_delay=0 crash_backoff=10
-with_node=1 reset=0 duration=1h account="" component=""
+with_node=1 reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -66,6 +72,8 @@ while [ $# -gt 0 ]; do
     --image-map) image_map=$2; shift 2 ;;
     --start-delay) start_delay=$2; shift 2 ;;
     --crash-backoff) crash_backoff=$2; shift 2 ;;
+    --node-cpu) node_cpu=$2; shift 2 ;;
+    --node-memory) node_memory=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --no-node) with_node=0; shift ;;
     --reset) reset=1; shift ;;
@@ -293,7 +301,8 @@ up() {
     if [ "$with_node" = 1 ]; then
         local agent=("$here/kube-sim/node-agent" --kubeconfig "$dir/kubeconfig.node"
             --node-name "$node_name" --pod-cidr "$pod_cidr" --state-dir "$dir/node"
-            --start-delay "$start_delay" --crash-backoff "$crash_backoff")
+            --start-delay "$start_delay" --crash-backoff "$crash_backoff"
+            --cpu "$node_cpu" --memory "$node_memory")
         [ -z "$image_map" ] || agent+=(--image-map "$image_map")
         start_component node-agent "${agent[@]}"
         wait_for "the node was Ready" 60 node-agent node_ready

@@ -794,8 +794,11 @@ def _read_first(path, default=""):
         return default
 
 
-def describe_machine(state_dir):
-    """This machine as a Node shows it: capacity and nodeInfo's facts."""
+def describe_machine(state_dir, cpu=None, memory=None, max_pods=MAX_PODS):
+    """This machine as a Node shows it: capacity and nodeInfo's facts. cpu
+    and memory, when given, replace what the machine has: the agent's pods
+    are processes without limits, so what the scheduler may place here is a
+    setting (the pod template's 50m requests would stop 2 cores at 40 pods)."""
     memory_kib = 0
     for line in _read_first("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
@@ -809,8 +812,9 @@ def describe_machine(state_dir):
     except OSError:
         disk_bytes = 0
     return {
-        "cpu": str(os.cpu_count() or 1),
-        "memory": f"{memory_kib}Ki",
+        "cpu": cpu or str(os.cpu_count() or 1),
+        "memory": memory or f"{memory_kib}Ki",
+        "pods": str(max_pods),
         "ephemeral-storage": str(disk_bytes),
         "kernel": os.uname().release,
         "os_image": os_image,
@@ -846,7 +850,7 @@ def node_status(node_name, machine, transitions, host_ip=HOST_IP):
         return {"type": kind, "status": status, "reason": reason, "message": message,
                 "lastHeartbeatTime": now, "lastTransitionTime": transitions.get(kind, now)}
 
-    resources = {"cpu": machine["cpu"], "memory": machine["memory"], "pods": MAX_PODS,
+    resources = {"cpu": machine["cpu"], "memory": machine["memory"], "pods": machine.get("pods", MAX_PODS),
                  "ephemeral-storage": machine["ephemeral-storage"]}
     return {
         "capacity": dict(resources),
@@ -1322,6 +1326,13 @@ def parse_args(argv):
     parser.add_argument("--lease-duration", type=int, default=40, metavar="SECONDS",
                         help="the node Lease's leaseDurationSeconds; renewed every quarter of "
                              "it (default %(default)s, a kubelet's)")
+    parser.add_argument("--cpu", metavar="QUANTITY",
+                        help="the Node's cpu capacity (default: this machine's cores); pods are "
+                             "processes without limits, so this is what the scheduler may place")
+    parser.add_argument("--memory", metavar="QUANTITY",
+                        help="the Node's memory capacity, e.g. 64Gi (default: this machine's)")
+    parser.add_argument("--max-pods", type=int, default=int(MAX_PODS),
+                        help="the Node's pods capacity (default %(default)s)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
     try:
@@ -1365,7 +1376,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
 
     pod_cidr = str(ipaddress.ip_network(args.pod_cidr))
-    heartbeat = NodeHeartbeat(client, args.node_name, pod_cidr, describe_machine(state_dir),
+    heartbeat = NodeHeartbeat(client, args.node_name, pod_cidr, describe_machine(state_dir, args.cpu, args.memory, args.max_pods),
                               args.lease_duration)
     if not heartbeat.register(stopping):
         return 0  # stopped before the API server answered
