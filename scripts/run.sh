@@ -18,6 +18,10 @@ make build
 
 port=${POD_ROUTER_PORT:-8080}
 run_dir=${POD_ROUTER_RUN_DIR:-.run}
+# The Kubernetes API's state folder (scripts/stack.sh): kube-sim's, or the
+# real control plane's with POD_ROUTER_CLUSTER=real.
+kube_dir=kube-sim
+[ "${POD_ROUTER_CLUSTER:-kube-sim}" != real ] || kube_dir=cluster
 idle=${POD_ROUTER_IDLE_TIMEOUT:-600}
 stopping=0
 stop() {
@@ -50,7 +54,7 @@ RabbitMQ ask for the passwords in $run_dir/secrets/ (docs/operations.md).
       the first request waits while demo-user-1's pod starts, then "It works!"
   curl $(ask demo-user-1) -H "Host: local.gateway.com" http://127.0.0.1:$port/
       again: straight to the same pod
-  kubectl --kubeconfig $run_dir/kube-sim/kubeconfig get pods -n pod-router-users
+  kubectl --kubeconfig $run_dir/$kube_dir/kubeconfig get pods -n pod-router-users
   curl http://127.0.0.1:${POD_ROUTER_CONTROLLER_PORT:-8081}/metrics
   scripts/stack.sh logs controller
 

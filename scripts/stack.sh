@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole pod-router system on this machine, in the background:
-#   redis-server, rabbitmq-server, kube-sim (the local Kubernetes API, which
-#   also knows an image kube-sim/demo-process whose pods are processes of
-#   their own), the controller's RBAC from manifests/ applied to it,
+#   redis-server, rabbitmq-server, a Kubernetes API (kube-sim, the local
+#   stand-in, or with POD_ROUTER_CLUSTER=real the real control plane of
+#   scripts/cluster.sh; both know an image kube-sim/demo-process whose pods
+#   are processes of their own), the controller's RBAC from manifests/ applied to it,
 #   pod-router-controller running as that service account, and nginx with
 #   the module.
 #
@@ -37,7 +38,11 @@
 #   POD_ROUTER_KUBE_PORT         (16443)   POD_ROUTER_CONTROLLER_PORT (8081: /metrics)
 #   POD_ROUTER_POD_CIDR          addresses of pods (127.1.0.0/16)
 #   POD_ROUTER_POD_TEMPLATE      the user pod (manifests/base/controller/pod-template.yaml)
-#   POD_ROUTER_KUBE_START_DELAY  kube-sim's container start delay in s (1)
+#   POD_ROUTER_CLUSTER           kube-sim (default) or real: etcd, kube-apiserver,
+#                                kube-scheduler, kube-controller-manager and our
+#                                node agent (scripts/cluster.sh, docs/cluster.md)
+#   POD_ROUTER_ETCD_PORT         the real cluster's etcd (12379; +1 taken too)
+#   POD_ROUTER_KUBE_START_DELAY  the node's container start delay in s (1)
 #   POD_ROUTER_KUBE_SCHEDULE_DELAY  kube-sim's scheduling delay in s: a new pod
 #                                stays unbound (stage "creating") that long (0)
 set -euo pipefail
@@ -64,9 +69,18 @@ identity_mode=${POD_ROUTER_IDENTITY:-header}
 logs="$run_dir/logs"
 pids="$run_dir/pids"
 secrets="$run_dir/secrets"
-kubeconfig="$run_dir/kube-sim/kubeconfig"
-kube_sim_started=0 # set by up_kube_sim when it starts one
-components=(redis rabbitmq kube-sim controller nginx)
+etcd_port=${POD_ROUTER_ETCD_PORT:-12379}
+case "${POD_ROUTER_CLUSTER:-kube-sim}" in
+kube-sim) kube="kube-sim" ;;
+real) kube=cluster ;;
+*) echo "stack.sh: POD_ROUTER_CLUSTER=$POD_ROUTER_CLUSTER: use kube-sim (the default) or real" >&2; exit 2 ;;
+esac
+kube_dir="$run_dir/$kube"
+kubeconfig="$kube_dir/kubeconfig"
+kube_started=0 # set by up_kube_sim or up_cluster when it starts one
+components=(redis rabbitmq "$kube" controller nginx)
+cluster_args=(--dir "$kube_dir" --api-port "$kube_port" --etcd-port "$etcd_port" --pod-cidr "$pod_cidr"
+    --start-delay "$start_delay" --image-map "$run_dir/kube-sim-images.json")
 
 say() { printf '%s\n' "$*"; }
 fail() { printf 'stack.sh: %s\n' "$*" >&2; exit 1; }
@@ -205,7 +219,7 @@ rabbitmq_status() {
 # CA. The kubeconfig is written once kube-sim serves.
 kube_sim_ready() {
     [ -f "$kubeconfig" ] &&
-        curl -fsS -o /dev/null --max-time 2 --cacert "$run_dir/kube-sim/ca.crt" \
+        curl -fsS -o /dev/null --max-time 2 --cacert "$kube_dir/ca.crt" \
             "https://127.0.0.1:$kube_port/readyz"
 }
 controller_ready() { http_ok "http://127.0.0.1:$controller_port/readyz"; }
@@ -219,6 +233,7 @@ answers() {
     redis) redis_ping ;;
     rabbitmq) rabbitmq_status ;;
     kube-sim) kube_sim_ready ;;
+    cluster) "$repo/scripts/cluster.sh" status "${cluster_args[@]}" ;;
     controller) controller_ready ;;
     nginx) nginx_ready ;;
     esac
@@ -286,18 +301,30 @@ CONF
     }
 }
 
-up_kube_sim() {
-    answers_already kube-sim 30 && return 0
-    port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
-    rm -f "$kubeconfig"
-    # Besides the demo images kube-sim serves in-process, one whose pods are
-    # processes of their own, which an operator (or a test) can kill.
+# Besides the demo images the node serves in-process, one whose pods are
+# processes of their own, which an operator (or a test) can kill.
+write_image_map() {
     cat >"$run_dir/kube-sim-images.json" <<JSON
 {"images": {"kube-sim/demo-process": {
     "command": ["/usr/bin/python3", "-m", "kubesim.demo_pod", "--name", "{pod_name}",
                 "--ip", "{pod_ip}", "--port", "{port}"],
     "env": {"PYTHONPATH": "$repo/scripts/kube-sim"}}}}
 JSON
+}
+
+# The namespaces, service accounts and the controller's RBAC, exactly as
+# a cluster gets them (kustomize overlay "local").
+apply_local_overlay() {
+    kubectl --kubeconfig "$kubeconfig" apply -k "$repo/manifests/overlays/local" \
+        >>"$logs/$kube.log" 2>&1 ||
+        fail "applying manifests/overlays/local to $kube failed (see $logs/$kube.log)"
+}
+
+up_kube_sim() {
+    answers_already kube-sim 30 && return 0
+    port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
+    rm -f "$kubeconfig"
+    write_image_map
     # A credential for the gateway too, bound to nothing: it must have no
     # API access at all (the end-to-end tests check for 403).
     launch kube-sim "$repo/scripts/kube-sim/kube-sim" --state-dir "$run_dir/kube-sim" \
@@ -307,26 +334,45 @@ JSON
         --service-account pod-router-system/pod-router-controller \
         --service-account pod-router-system/pod-router-gateway
     await kube-sim 30
-    kube_sim_started=1
-    # The namespaces, service accounts and the controller's RBAC, exactly as
-    # a cluster gets them (kustomize overlay "local").
-    kubectl --kubeconfig "$kubeconfig" apply -k "$repo/manifests/overlays/local" \
-        >>"$logs/kube-sim.log" 2>&1 ||
-        fail "applying manifests/overlays/local to kube-sim failed (see $logs/kube-sim.log)"
+    kube_started=1
+    apply_local_overlay
+}
+
+# The real control plane: cluster.sh owns its processes (and their pid
+# files, under $kube_dir); it is up when cluster.sh status says so.
+up_cluster() {
+    "$repo/scripts/cluster.sh" status "${cluster_args[@]}" >/dev/null 2>&1 && return 0
+    port_free "$kube_port" || fail "port $kube_port (POD_ROUTER_KUBE_PORT) is taken"
+    write_image_map
+    "$repo/scripts/cluster.sh" up "${cluster_args[@]}" >>"$logs/cluster.log" 2>&1 || {
+        tail -n 30 "$logs/cluster.log" >&2
+        fail "the control plane did not start (scripts/cluster.sh logs --dir $kube_dir)"
+    }
+    kube_started=1
+    apply_local_overlay
+    # Service-account tokens from TokenRequest, as a pod's projected token
+    # (a day: make run is a demo; the controller re-reads a tokenFile, see
+    # docs/cluster.md). The gateway's is bound to nothing: it must get 403.
+    local account
+    for account in pod-router-controller pod-router-gateway; do
+        "$repo/scripts/cluster.sh" token "pod-router-system/$account" --duration 24h \
+            "${cluster_args[@]}" >>"$logs/cluster.log" 2>&1 ||
+            fail "no token for $account (see $logs/cluster.log)"
+    done
 }
 
 up_controller() {
     # A new kube-sim made new tokens: a running controller still presents
     # the old one (its kubeconfig's token is read once), and would never be
     # ready again.
-    if [ "$kube_sim_started" = 1 ] && alive controller; then
-        say "  restarting the controller for the new kube-sim"
+    if [ "$kube_started" = 1 ] && alive controller; then
+        say "  restarting the controller for the new $kube"
         stop_process controller TERM 30
     fi
     answers_already controller 30 && return 0
     [ -x "$controller_bin" ] || fail "$controller_bin is not built: run make"
     launch controller "$controller_bin" run \
-        --kubeconfig "$run_dir/kube-sim/kubeconfig.pod-router-system.pod-router-controller" \
+        --kubeconfig "$kube_dir/kubeconfig.pod-router-system.pod-router-controller" \
         --namespace pod-router-users --pod-template "$pod_template" \
         --redis "127.0.0.1:$redis_port" --redis-password-file "$secrets/redis-password" \
         --amqp-url "amqp://127.0.0.1:$amqp_port/" --amqp-credentials-file "$secrets/amqp-credentials" \
@@ -411,7 +457,7 @@ up() {
     mkdir -p "$logs" "$pids"
     make_secrets
     local step
-    for step in redis rabbitmq kube-sim controller nginx; do
+    for step in redis rabbitmq "$kube" controller nginx; do
         local started=$SECONDS
         "up_${step//-/_}"
         say "  ready  $step ($((SECONDS - started)) s)"
@@ -482,6 +528,9 @@ down() {
     stop_process nginx QUIT 15
     stop_process controller TERM 30
     stop_process kube-sim TERM 20
+    if [ -d "$run_dir/cluster" ]; then
+        "$repo/scripts/cluster.sh" down "${cluster_args[@]}" >>"$logs/cluster.log" 2>&1 || true
+    fi
     "$repo/scripts/rabbitmq-node.sh" stop "$run_dir/rabbitmq" "$amqp_port" \
         >>"$logs/rabbitmq.log" 2>&1 || true
     stop_process redis TERM 10
@@ -496,6 +545,13 @@ status() {
                 say "  up    rabbitmq  amqp://127.0.0.1:$amqp_port/"
             else
                 say "  DOWN  rabbitmq"
+                down=1
+            fi
+        elif [ "$name" = cluster ]; then
+            if answers cluster >/dev/null 2>&1; then
+                say "  up    cluster  https://127.0.0.1:$kube_port (scripts/cluster.sh status --dir $kube_dir)"
+            else
+                say "  DOWN  cluster"
                 down=1
             fi
         elif ! alive "$name"; then
@@ -529,5 +585,5 @@ up) up ;;
 down) down ;;
 status) status ;;
 logs) shift; logs_of "$@" ;;
-*) echo "usage: $0 up | down | status | logs [redis|rabbitmq|kube-sim|controller|nginx]" >&2; exit 2 ;;
+*) echo "usage: $0 up | down | status | logs [redis|rabbitmq|kube-sim|cluster|controller|nginx]" >&2; exit 2 ;;
 esac

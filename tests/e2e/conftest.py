@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from polling import wait_until  # noqa: E402
-from servers import free_broker_port, free_port  # noqa: E402
+from servers import ON_REAL_CLUSTER, free_broker_port, free_port, free_port_pair  # noqa: E402
 
 IDLE_TIMEOUT = 6  # seconds
 USERS_NS = "pod-router-users"
@@ -40,6 +40,7 @@ class Stack:
                         POD_ROUTER_REDIS_PORT=str(free_port()),
                         POD_ROUTER_AMQP_PORT=str(free_broker_port()),
                         POD_ROUTER_KUBE_PORT=str(free_port()),
+                        POD_ROUTER_ETCD_PORT=str(free_port_pair()),
                         POD_ROUTER_CONTROLLER_PORT=str(self.controller_port),
                         POD_ROUTER_POD_CIDR=f"127.{40 + os.getpid() % 20}.0.0/16",
                         POD_ROUTER_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
@@ -60,8 +61,14 @@ class Stack:
         done = self.script("up", check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         self.up_output = done.stdout
-        kube_config.load_kube_config(config_file=str(self.run_dir / "kube-sim" / "kubeconfig"))
+        kube_config.load_kube_config(config_file=str(self.kube_dir / "kubeconfig"))
         self.core = kube_client.CoreV1Api()
+
+    @property
+    def kube_dir(self):
+        """The Kubernetes API's state: kube-sim's, or the real cluster's
+        (POD_ROUTER_CLUSTER=real, passed on to stack.sh)."""
+        return self.run_dir / ("cluster" if ON_REAL_CLUSTER else "kube-sim")
 
     def get(self, user=None, path="/", host="local.gateway.com", timeout=40, headers=None):
         """One request as the seed's curl sends it: (status, headers, body)."""
@@ -101,7 +108,8 @@ class Stack:
         process-backed pods, Erlang's helpers)."""
         roots = set()
         for pidfile in [*(self.run_dir / "pids").glob("*.pid"),
-                        *(self.run_dir / "rabbitmq").glob("*.pid")]:
+                        *(self.run_dir / "rabbitmq").glob("*.pid"),
+                        *(self.run_dir / "cluster").glob("*.pid")]:
             try:
                 text = pidfile.read_text().strip()
             except FileNotFoundError:
@@ -206,7 +214,9 @@ def started_stack(kind=None, prefix="pod-router-e2e-", after_down=None):
             if after_down:
                 after_down(world)
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            # POD_ROUTER_E2E_KEEP=1 keeps it (logs, kubeconfigs) to debug a failure.
+            if os.environ.get("POD_ROUTER_E2E_KEEP") != "1":
+                shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def left_nothing_behind(world):
