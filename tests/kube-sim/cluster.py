@@ -121,15 +121,20 @@ class KubeSim:
             return [json.loads(line) for line in reply if line.strip()]
 
     def stop(self, timeout=20):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
-        return self.process.returncode
+        return stop_child(self.process, self._log, timeout)
+
+
+def stop_child(process, log, timeout):
+    """SIGTERM, then SIGKILL after `timeout` s; closes its log; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    log.close()
+    return process.returncode
 
 
 wait_for = wait_until

@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import random
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import REPO, wait_for
+from cluster import REPO, stop_child, wait_for
 from kubesim import node_agent
 from kubesim.images import ImageMap
 from kubesim.kubelet import Kubelet, StoreBackend
@@ -576,15 +575,7 @@ class Agent:
         self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self, timeout=30):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
-        return self.process.returncode
+        return stop_child(self.process, self._log, timeout)
 
     def container_log(self, namespace, pod, container):
         path = self.state_dir / "pods" / namespace / pod / f"{container}.log"

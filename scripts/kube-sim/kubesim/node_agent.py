@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import ImageMap
+from .process import begin
 from .kubelet import Kubelet
 
 KUBELET_VERSION = "v1.34.4-pod-router-node"
@@ -1350,10 +1351,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    state_dir = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = begin(args.log_level, args.state_dir)
     try:
         client = ApiClient(load_kubeconfig(args.kubeconfig))
     except (KubeconfigError, OSError, ssl.SSLError) as error:

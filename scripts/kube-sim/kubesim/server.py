@@ -21,6 +21,7 @@ from pathlib import Path
 from . import api, errors, openapi, resources
 from .auth import AuditLog, Authenticator, Authorizer, Request, read_tokens, write_default_tokens
 from .images import ImageMap
+from .process import begin
 from .kubelet import Kubelet
 from .store import Store
 from .timeline import PodTimeline
@@ -417,10 +418,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    state_dir = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = begin(args.log_level, args.state_dir)
     for stale in ("kubeconfig",):
         (state_dir / stale).unlink(missing_ok=True)
 
