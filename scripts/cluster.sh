@@ -33,6 +33,8 @@ Options:
   --node-name NAME      (default pod-router-node)
   --image-map FILE      the node agent's image map (docs/kube-sim.md)
   --start-delay SECONDS the node agent's container start delay (default 0)
+  --start-jitter SECONDS
+                        up to this much more per pod, drawn at random (default 0)
   --crash-backoff SECONDS
                         the node agent's first restart back-off (default 10)
   --node-cpu QUANTITY   the node's cpu capacity (default 64): its pods are
@@ -41,6 +43,11 @@ Options:
                         stop the user pod template's 50m requests at 40)
   --node-memory QUANTITY
                         the node's memory capacity (default 256Gi)
+  --audit-log FILE      the API server's audit log (JSON lines, audit.k8s.io/v1
+                        Events at level Metadata) of every request made by a
+                        service account of pod-router-system: what the
+                        controller and the gateway did, and what RBAC let
+                        them (default: no audit log)
   --no-node             start no node agent (start your own with
                         DIR/kubeconfig.node)
   --reset               remove DIR's etcd data first: an empty cluster
@@ -60,8 +67,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 action=$1
 shift
 dir=.run/cluster api_port=6443 etcd_port=2379 pod_cidr=127.1.0.0/16
-node_name=pod-router-node image_map="" start_delay=0 crash_backoff=10
-with_node=1 reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi
+node_name=pod-router-node image_map="" start_delay=0 start_jitter=0 crash_backoff=10
+with_node=1 reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi audit_log=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -71,10 +78,12 @@ while [ $# -gt 0 ]; do
     --node-name) node_name=$2; shift 2 ;;
     --image-map) image_map=$2; shift 2 ;;
     --start-delay) start_delay=$2; shift 2 ;;
+    --start-jitter) start_jitter=$2; shift 2 ;;
     --crash-backoff) crash_backoff=$2; shift 2 ;;
     --node-cpu) node_cpu=$2; shift 2 ;;
     --node-memory) node_memory=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
+    --audit-log) audit_log=$2; shift 2 ;;
     --no-node) with_node=0; shift ;;
     --reset) reset=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -272,6 +281,23 @@ up() {
         --unsafe-no-fsync --log-level warn
     wait_for "etcd answered" 30 etcd curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health"
 
+    local audit=()
+    if [ -n "$audit_log" ]; then
+        # Only pod-router's own accounts: the components' and the node's
+        # requests (leases every few seconds) would bury them.
+        cat >"$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:pod-router-system"]
+  - level: None
+POLICY
+        audit=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$audit_log"
+            --audit-log-format json --audit-log-mode blocking)
+    fi
+
     # The admission plugins are the defaults (NamespaceLifecycle,
     # ServiceAccount, PodSecurity, ResourceQuota, ...) plus NodeRestriction;
     # the Node authorizer confines the node agent to its own node's pods.
@@ -287,7 +313,8 @@ up() {
         --service-account-key-file "$dir/pki/sa.pub" \
         --service-account-signing-key-file "$dir/pki/sa.key" \
         --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
-        --allow-privileged=false --profiling=false --cert-dir "$dir/pki/apiserver-generated"
+        --allow-privileged=false --profiling=false --cert-dir "$dir/pki/apiserver-generated" \
+        ${audit[@]+"${audit[@]}"}
     wait_for "the API server was ready" 90 kube-apiserver api_ready
 
     start_component kube-controller-manager "$kube" kube-controller-manager \
@@ -301,7 +328,7 @@ up() {
     if [ "$with_node" = 1 ]; then
         local agent=("$here/kube-sim/node-agent" --kubeconfig "$dir/kubeconfig.node"
             --node-name "$node_name" --pod-cidr "$pod_cidr" --state-dir "$dir/node"
-            --start-delay "$start_delay" --crash-backoff "$crash_backoff"
+            --start-delay "$start_delay" --start-jitter "$start_jitter" --crash-backoff "$crash_backoff"
             --cpu "$node_cpu" --memory "$node_memory")
         [ -z "$image_map" ] || agent+=(--image-map "$image_map")
         start_component node-agent "${agent[@]}"

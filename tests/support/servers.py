@@ -162,7 +162,7 @@ class RealCluster:
     `directory`, its node agent's pods in `pod_cidr`. The same face as
     KubeSim: kubeconfig, service_account_kubeconfig(), stop()."""
 
-    def __init__(self, directory, pod_cidr, start_delay="0.2", image_map=None, node=True):
+    def __init__(self, directory, pod_cidr, start_delay="0.2", image_map=None, node=True, extra=()):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.pod_cidr = pod_cidr
@@ -170,7 +170,7 @@ class RealCluster:
         self.etcd_port = free_port_pair()
         self.args = ["--dir", str(self.directory), "--api-port", str(self.api_port),
                      "--etcd-port", str(self.etcd_port), "--pod-cidr", pod_cidr,
-                     "--start-delay", start_delay, "--crash-backoff", "1"]
+                     "--start-delay", start_delay, "--crash-backoff", "1", *extra]
         if image_map is not None:
             self.args += ["--image-map", str(image_map)]
         if not node:

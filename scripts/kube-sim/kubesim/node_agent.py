@@ -1321,6 +1321,9 @@ def parse_args(argv):
     parser.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS",
                         help="seconds from a pod's arrival to its containers' start, for image "
                              "pull and start (default %(default)s)")
+    parser.add_argument("--start-jitter", type=float, default=0.0, metavar="SECONDS",
+                        help="up to this much more start delay per pod, drawn at random, as "
+                             "kube-sim's --start-jitter (default %(default)s)")
     parser.add_argument("--crash-backoff", type=float, default=10.0, metavar="SECONDS",
                         help="first CrashLoopBackOff delay, doubled per restart up to 300 "
                              "(default %(default)s)")
@@ -1342,8 +1345,8 @@ def parse_args(argv):
         parser.error(f"--pod-cidr: {error}")
     if not cidr.subnet_of(ipaddress.ip_network("127.0.0.0/8")) or cidr.num_addresses < 4:
         parser.error("--pod-cidr must lie inside 127.0.0.0/8 and hold at least 4 addresses")
-    if args.start_delay < 0 or args.crash_backoff < 0:
-        parser.error("--start-delay and --crash-backoff must not be negative")
+    if args.start_delay < 0 or args.start_jitter < 0 or args.crash_backoff < 0:
+        parser.error("--start-delay, --start-jitter and --crash-backoff must not be negative")
     if args.lease_duration < 4:
         parser.error("--lease-duration must be at least 4 seconds")
     return args
@@ -1389,7 +1392,8 @@ def main(argv=None):
     volumes = ServiceAccountVolumes(client, state_dir)
     volumes.start()
     kubelet = Kubelet(backend, images, demo_host, state_dir, args.start_delay, args.crash_backoff,
-                      pod_cidr, node_name=args.node_name, host_ip=HOST_IP, scheduler=False,
+                      pod_cidr, start_jitter=args.start_jitter, node_name=args.node_name,
+                      host_ip=HOST_IP, scheduler=False,
                       volumes=volumes)
 
     def deliver(notice):
