@@ -8,7 +8,10 @@ five gateways), cold (a new user's first byte, pub/sub and polling), warm
 thousand new users while others work), reaper (100,000 sessions), burst (a
 class of 300 new users within 10 s, with the controller's default settings).
 They run in that order, except that warm runs after storm (it restarts the
-cluster with a controller that keeps a pool).
+cluster with a controller that keeps a pool). The cold and reaper phases
+run on each of --backends: kube-sim, then the real control plane
+(scripts/cluster.sh, built by scripts/install-deps.sh), side by side on the
+page; the others on kube-sim.
 Writes bench/results/<timestamp>.json, docs/BENCHMARKS.md and
 docs/benchmarks.png. Not a test: nothing here passes or fails on a figure;
 the page says which targets were met. --carry-over takes the phases not run
@@ -33,15 +36,18 @@ from podbench import burst, cold_start, hot_path, reaper, report, storm, warm_po
 from podbench.loadgen import wrk  # noqa: E402
 from podbench.profile import cost_per_request, profile_while  # noqa: E402
 from podbench.servers import CONTROLLER, MODULE, REPO, BenchError  # noqa: E402
-from podbench.system import System  # noqa: E402
+from podbench.system import BACKENDS, System  # noqa: E402
 
 PHASES = ("hot", "cold", "warm", "storm", "reaper", "burst")
 # What only the hot path runs (machine()'s names).
 HOT_PATH_SOFTWARE = ("wrk", "lua-nginx-module", "uvicorn")
 HOT_PATH_SETTINGS = ("threads", "connections", "seconds", "warmup", "runs", "workers", "users", "cache_ttl")
 # Where each phase's figures go in the results.
-RESULT_KEYS = {"hot": "hot_path", "cold": "cold_start", "warm": "warm_pool", "storm": "storm",
-               "reaper": "reaper", "burst": "burst"}
+RESULT_KEYS = {"hot": ("hot_path",), "cold": ("cold_start", "cold_start_real"), "warm": ("warm_pool",),
+               "storm": ("storm",), "reaper": ("reaper", "reaper_real"), "burst": ("burst",)}
+# Where a phase that runs on both backends puts the real control plane's
+# figures (kube-sim's stay under the phase's own key, as before).
+REAL_SUFFIX = "_real"
 STORM_CONTROLLER_FLAGS = ["--kube-qps", "100", "--kube-burst", "200"]
 
 
@@ -85,8 +91,10 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every gateway (%(default)s)")
     parser.add_argument("--users", type=int, default=10000, help="ready users of the many-users runs (%(default)s)")
     parser.add_argument("--cold-users", type=int, default=100, help="new users per cold-start case (%(default)s)")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="where the cold and reaper phases run, comma-separated subset of %(default)s")
     parser.add_argument("--start-delay", type=float, default=0.3,
-                        help="kube-sim's container start delay, s (%(default)s)")
+                        help="the pods' container start delay, s, on either backend (%(default)s)")
     parser.add_argument("--start-jitter", type=float, default=0.5,
                         help="up to this much more per pod, drawn at random (%(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
@@ -101,6 +109,10 @@ def parse_args():
     unknown = sorted(set(args.phases) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    args.backends = [backend.strip() for backend in args.backends.split(",") if backend.strip()]
+    unknown = sorted(set(args.backends) - set(BACKENDS))
+    if unknown or not args.backends:
+        parser.error(f"--backends: choose from {', '.join(BACKENDS)}")
     if args.runs < 3:
         print("run.py: fewer than 3 runs: the medians are not worth publishing", file=sys.stderr)
     return args
@@ -163,12 +175,19 @@ def main():
         sys.exit(f"run.py: missing {', '.join(missing)}: run scripts/install-deps.sh --bench")
     if not shutil.which("kubectl"):
         sys.exit("run.py: kubectl is not on the PATH (it applies the controller's RBAC to kube-sim)")
+    if "real" in args.backends and {"cold", "reaper"} & set(args.phases):
+        built = subprocess.run([str(REPO / "scripts" / "cluster" / "build.sh"), "--print-path"],
+                               capture_output=True, text=True, timeout=60)
+        if built.returncode != 0:
+            sys.exit("run.py: the real control plane is not built: run scripts/install-deps.sh "
+                     "(or leave it out: --backends kube-sim)")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_dir = Path(tempfile.mkdtemp(prefix="pod-router-bench-"))
     run_dir.chmod(0o755)
     results = {"stamp": stamp, "machine": machine(), "profiles": {},
                "settings": {**{k: v for k, v in vars(args).items()
-                               if k not in ("out", "docs", "keep", "phases", "carry_over")},
+                               if k not in ("out", "docs", "keep", "phases", "carry_over", "backends")},
+                            "backends": args.backends,
                             "phases": args.phases, "cache_ttl": hot_path.CACHE_TTL,
                             "storm_controller": " ".join(STORM_CONTROLLER_FLAGS)}}
     log(f"run folder {run_dir}; {results['machine']['cores']} cores, {results['machine']['cpu']}")
@@ -181,17 +200,28 @@ def main():
             for gateway in gateways.values():
                 system.stop_gateway(gateway)
             system.redis_client().flushall()
-        if "cold" in args.phases or "storm" in args.phases:
+        cold_here = "cold" in args.phases and "kube-sim" in args.backends
+        if cold_here or "storm" in args.phases:
             system.start_cluster("kube-sim", args.start_delay, args.start_jitter)
             system.start_controller(*STORM_CONTROLLER_FLAGS)
-            if "cold" in args.phases:
+            if cold_here:
                 results["cold_start"] = cold_start.run(system, args, log)
             if "storm" in args.phases:
                 results["storm"] = storm.run(system, args, log)
+        if "cold" in args.phases and "real" in args.backends:
+            # The same users' names again: their sessions from kube-sim go.
+            system.stop_cluster()
+            system.redis_client().flushall()
+            system.start_cluster("real-cold", args.start_delay, args.start_jitter, backend="real")
+            system.start_controller(*STORM_CONTROLLER_FLAGS)
+            results["cold_start" + REAL_SUFFIX] = cold_start.run(system, args, log)
+            system.stop_cluster()
         if "warm" in args.phases:
             results["warm_pool"] = warm_pool.run(system, args, log, STORM_CONTROLLER_FLAGS)
         if "reaper" in args.phases:
-            results["reaper"] = reaper.run(system, log)
+            for backend in args.backends:
+                key = "reaper" + (REAL_SUFFIX if backend == "real" else "")
+                results[key] = reaper.run(system, log, backend)
         if "burst" in args.phases:
             results["burst"] = burst.run(system, args, log)
     except BenchError as error:
@@ -221,9 +251,10 @@ def carry_over(results, path, measured):
     """The figures of the phases not measured now, from the earlier run in
     `path`, marked as such (the page names that run for them)."""
     earlier = json.loads(path.read_text())
-    carried = [phase for phase in PHASES if phase not in measured and RESULT_KEYS[phase] in earlier]
+    carried = [phase for phase in PHASES
+               if phase not in measured and any(key in earlier for key in RESULT_KEYS[phase])]
     for phase in carried:
-        results[RESULT_KEYS[phase]] = earlier[RESULT_KEYS[phase]]
+        results.update({key: earlier[key] for key in RESULT_KEYS[phase] if key in earlier})
     # A missed target's profile explains the figures of its run: kept with
     # them (the storms' are titled "the ... storm", the hot path's by case).
     for title, profile in earlier.get("profiles", {}).items():

@@ -1,5 +1,6 @@
-"""Phase 4, the reaper at scale: 100,000 ready sessions in Redis, 100 of
-them idle past the timeout and backed by real pods. What one reaper pass
+"""Phase 5, the reaper at scale: 100,000 ready sessions in Redis, 100 of
+them idle past the timeout and backed by real pods, on kube-sim and on the
+real control plane. What one reaper pass
 costs with nothing to do, what the pass that reaps the 100 costs, and the
 controller's RSS; at the controller's default API rate limit and at a
 raised one, because deleting is what the pass waits for.
@@ -15,7 +16,7 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
 from . import servers
-from .system import write_ready_sessions
+from .system import USER_NAMESPACE, write_ready_sessions
 
 SESSIONS, EXPIRED, QUIET_SECONDS = 100_000, 100, 5
 HISTOGRAM = "pod_router_controller_reap_tick_seconds"
@@ -24,17 +25,27 @@ REAPED = "pod_router_controller_pods_reaped_total"
 
 def create_idle_pods(core, backend_port):
     """EXPIRED pods as the controller creates them (its managed-by label and
-    identity annotation); returns {pod: ip}."""
+    identity annotation; the namespace's PodSecurity level, restricted);
+    returns {pod: ip}. Waits first for the previous rate's pods of the same
+    names to be gone: a real API server keeps a deleted pod until its node
+    has stopped it."""
     names = [f"user-idle-{n}" for n in range(EXPIRED)]
+    servers.wait_until(lambda: not any(pod.metadata.name in names
+                                       for pod in core.list_namespaced_pod(USER_NAMESPACE).items),
+                       timeout=120, what="the previous idle pods gone")
     for name in names:
-        core.create_namespaced_pod("pod-router-users", {
+        core.create_namespaced_pod(USER_NAMESPACE, {
             "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "pod-router"},
                          "annotations": {"pod-router.io/identity": name[len("user-"):]}},
-            "spec": {"containers": [{"name": "web", "image": "bench/backend",
-                                     "ports": [{"containerPort": backend_port}]}]}})
+            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 101,
+                                         "seccompProfile": {"type": "RuntimeDefault"}},
+                     "containers": [{"name": "web", "image": "bench/backend",
+                                     "ports": [{"containerPort": backend_port}],
+                                     "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}}}]}})
 
     def addresses():
-        pods = core.list_namespaced_pod("pod-router-users").items
+        pods = core.list_namespaced_pod(USER_NAMESPACE).items
         found = {pod.metadata.name: pod.status.pod_ip for pod in pods if pod.status.pod_ip}
         return found if all(name in found for name in names) else None
     servers.wait_until(addresses, timeout=60, what="the idle pods' addresses")
@@ -82,16 +93,16 @@ def one_rate(system, qps_flags, log):
                   "reaping_tick_ms": reaping_ms, "all_reaped_s": all_reaped_s,
                   "sessions_left": client.zcard("pod-router:activity"),
                   "controller_rss_mib": system.controller_rss_mib()}
-        log(f"reaper {' '.join(qps_flags) or 'default rate'}: quiet tick {quiet_ms:.2f} ms, "
+        log(f"reaper on {system.backend_name}, {' '.join(qps_flags) or 'default rate'}: quiet tick {quiet_ms:.2f} ms, "
             f"tick with {EXPIRED} reaps {reaping_ms:.0f} ms, RSS {result['controller_rss_mib']:.0f} MiB")
         return result
     finally:
         system.stop_controller()
 
 
-def run(system, log):
+def run(system, log, backend="kube-sim"):
     system.stop_cluster()
-    system.start_cluster("kube-sim-reaper", start_delay=0)
+    system.start_cluster(f"{backend}-reaper", start_delay=0, backend=backend)
     return {"default_rate": one_rate(system, [], log),
             "default_rate_flags": servers.controller_defaults("kube-qps", "kube-burst"),
             "raised_rate": one_rate(system, ["--kube-qps", "100", "--kube-burst", "200"], log),

@@ -1,7 +1,7 @@
 """The processes a benchmark phase runs: the backend pod, the gateways under
 comparison (nginx in four configurations, the seed's FastAPI gateway), and
-the project's own servers (redis-server, rabbitmq-server, kube-sim, the
-controller), reused from the test support code so that they start exactly
+the project's own servers (redis-server, rabbitmq-server, kube-sim or the
+real control plane, the controller), reused from the test support code so that they start exactly
 as the tests start them."""
 
 import os
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from polling import wait_until  # noqa: E402
-from servers import KubeSim, RedisServer, free_port, private_rabbitmq  # noqa: E402,F401
+from servers import KubeSim, RealCluster, RedisServer, free_port, private_rabbitmq  # noqa: E402,F401
 
 GATEWAYS = REPO / "bench" / "gateways"
 NGINX = "/usr/sbin/nginx"
@@ -25,7 +25,8 @@ NGINX = "/usr/sbin/nginx"
 MODULE = Path(os.environ.get("POD_ROUTER_MODULE", REPO / "build" / "ngx_http_pod_router_module.so"))
 CONTROLLER = Path(os.environ.get("POD_ROUTER_CONTROLLER",
                                  REPO / "build" / "controller" / "pod-router-controller"))
-__all__ = ["BenchError", "CONTROLLER", "KubeSim", "controller_defaults", "MODULE", "Nginx", "REPO", "RedisServer", "SeedGateway",
+__all__ = ["BenchError", "CONTROLLER", "KubeSim", "controller_defaults", "MODULE", "Nginx", "REPO", "RealCluster",
+           "RedisServer", "SeedGateway",
            "free_port", "port_open", "private_rabbitmq", "render", "stop_process", "wait_until"]
 
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",

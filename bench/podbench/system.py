@@ -1,7 +1,8 @@
-"""The whole pod-router system for the cold-start and storm phases, started
-for real: redis-server, rabbitmq-server, kube-sim (recording each pod's
-timeline), the controller under its RBAC, and the backend pod every case
-proxies to. Gateways are started by the phases."""
+"""The whole pod-router system for the phases that need a cluster, started
+for real: redis-server, rabbitmq-server, a Kubernetes API (kube-sim, or the
+real control plane with our node agent) with each pod's timeline recorded,
+the controller under its RBAC, and the backend pod every case proxies to.
+Gateways are started by the phases."""
 
 import json
 import os
@@ -12,8 +13,11 @@ from pathlib import Path
 import redis
 
 from . import servers
+from .pod_watch import PodWatch
 
 POD_CIDR = "127.1.0.0/16"
+USER_NAMESPACE = "pod-router-users"
+BACKENDS = ("kube-sim", "real")
 BACKEND_IMAGE = "bench/backend"
 
 
@@ -47,6 +51,8 @@ class System:
         self.run_dir = Path(run_dir)
         self.gateways = []
         self.kube = None
+        self.pod_watch = None
+        self.backend_name = None
         self.controller = None
         self.controller_log = None
         self.redis = servers.RedisServer(self.run_dir / "redis")
@@ -72,31 +78,48 @@ class System:
 
     # -- kube-sim and the controller ----------------------------------------
 
-    def start_cluster(self, name, start_delay, start_jitter=0.0):
-        """kube-sim whose image bench/backend runs no server of its own: its
-        pods are answered by the backend on their own address (the backend
-        listens on every loopback address), so a thousand pods cost a
-        thousand sleeping processes and nothing else.
+    def start_cluster(self, name, start_delay, start_jitter=0.0, backend="kube-sim"):
+        """The Kubernetes API for a phase: kube-sim, or (backend "real") the
+        real control plane of scripts/cluster.sh with our node agent, both
+        with the controller's RBAC as shipped. The image bench/backend runs
+        no server of its own: its pods are answered by the backend on their
+        own address (the backend listens on every loopback address), so a
+        thousand pods cost a thousand sleeping processes and nothing else.
 
-        kube-sim stands in for the cluster's API servers and kubelets, which
-        run on other machines in production; here it shares two cores with
-        the gateway, so it runs at a lower priority (nice 10): a storm then
-        measures what the gateway and controller do, not Python creating a
-        thousand processes next to them."""
+        The API server and the nodes run on other machines in production;
+        here they share two cores with the gateway, so they run at a lower
+        priority (nice 10): a storm then measures what the gateway and
+        controller do, not Python creating a thousand processes next to
+        them. kube-sim records its pods' timeline itself; for the real API
+        server a watch records it (pod_watch)."""
         directory = self.run_dir / name
         directory.mkdir(parents=True, exist_ok=True)
         images = directory / "images.json"
         images.write_text(json.dumps({"images": {BACKEND_IMAGE: {"command": ["/bin/sleep", "infinity"]}}}))
         self.timeline = directory / "pod-timeline.jsonl"
         self.timeline.unlink(missing_ok=True)
+        self.backend_name = backend
+        access = servers.REPO / "manifests" / "base" / "access"
+        rbac = ["apply", "-f", str(access / "namespaces.yaml"), "-f", str(access / "controller-rbac.yaml")]
+        if backend == "real":
+            try:
+                self.kube = servers.RealCluster(directory, POD_CIDR, start_delay=str(start_delay),
+                                                image_map=images, extra=["--start-jitter", str(start_jitter)])
+            except AssertionError as error:
+                raise servers.BenchError(f"the real control plane did not start: {error}") from None
+            for pid_file in directory.glob("*.pid"):
+                lower_priority(int(pid_file.read_text()))
+            applied = self.kube.kubectl(*rbac)
+            if applied.returncode != 0:
+                raise servers.BenchError(f"kubectl apply of the controller's RBAC: {applied.stderr.strip()}")
+            self.pod_watch = PodWatch(self.kube.kubeconfig, USER_NAMESPACE, self.timeline)
+            return
         self.kube = servers.KubeSim(directory, POD_CIDR, start_delay=str(start_delay),
                                     extra=["--start-jitter", str(start_jitter),
                                            "--image-map", str(images), "--pod-timeline", str(self.timeline),
                                            "--service-account", "pod-router-system/pod-router-controller"])
         lower_priority(self.kube.process.pid)
-        manifests = servers.REPO / "manifests" / "base" / "access"
-        subprocess.run(["kubectl", "--kubeconfig", str(self.kube.kubeconfig), "apply",
-                        "-f", str(manifests / "namespaces.yaml"), "-f", str(manifests / "controller-rbac.yaml")],
+        subprocess.run(["kubectl", "--kubeconfig", str(self.kube.kubeconfig), *rbac],
                        check=True, capture_output=True, timeout=60)
 
     def pod_template(self):
@@ -115,7 +138,7 @@ class System:
         self.controller = subprocess.Popen(
             [str(servers.CONTROLLER), "run",
              "--kubeconfig", str(self.kube.service_account_kubeconfig()),
-             "--namespace", "pod-router-users", "--pod-template", str(self.pod_template()),
+             "--namespace", USER_NAMESPACE, "--pod-template", str(self.pod_template()),
              "--redis", f"127.0.0.1:{self.redis.port}", "--amqp-url", f"amqp://127.0.0.1:{self.amqp_port}/",
              "--listen", f"127.0.0.1:{self.controller_port}", "--log-level", "warn", *flags],
             stdout=self.controller_log, stderr=subprocess.STDOUT)
@@ -155,12 +178,16 @@ class System:
 
     def stop_cluster(self):
         self.stop_controller()
+        if self.pod_watch is not None:
+            self.pod_watch.stop()
+            self.pod_watch = None
         if self.kube is not None:
             self.kube.stop()
             self.kube = None
 
     def pod_timeline(self):
-        """{pod name: {event: [at_ms, ...]}} from kube-sim's --pod-timeline."""
+        """{pod name: {event: [at_ms, ...]}} from kube-sim's --pod-timeline
+        or the real API server's watch."""
         pods = {}
         for line in self.timeline.read_text().splitlines():
             entry = json.loads(line)
