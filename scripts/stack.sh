@@ -80,7 +80,8 @@ kubeconfig="$kube_dir/kubeconfig"
 kube_started=0 # set by up_kube_sim or up_cluster when it starts one
 components=(redis rabbitmq "$kube" controller nginx)
 cluster_args=(--dir "$kube_dir" --api-port "$kube_port" --etcd-port "$etcd_port" --pod-cidr "$pod_cidr"
-    --start-delay "$start_delay" --image-map "$run_dir/kube-sim-images.json")
+    --start-delay "$start_delay" --image-map "$run_dir/kube-sim-images.json"
+    --audit-log "$logs/kube-apiserver-audit.log")
 
 say() { printf '%s\n' "$*"; }
 fail() { printf 'stack.sh: %s\n' "$*" >&2; exit 1; }

@@ -2,6 +2,7 @@
 token expiring and rotated under it, and the API server restarting under
 it. Runs in the real control plane tier (POD_ROUTER_CLUSTER=real)."""
 
+import base64
 import json
 import os
 import signal
@@ -107,16 +108,37 @@ def test_a_revoked_token_without_a_new_one_is_reported_then_recovers(stack):
     assert creations(controller) == 1
 
 
-def restart_api_server(stack):
+def restart_api_server(stack, while_down=None):
     """kube-apiserver killed (SIGKILL: a crash, every connection reset) and
-    started again by cluster.sh up, which starts only what is not running.
-    (A SIGTERM would do too, but with watches open it drains for 60 s.)"""
+    started again by cluster.sh up, which starts only what is not running;
+    while_down() runs in between. (A SIGTERM would do too, but with watches
+    open it drains for 60 s.)"""
     pid = int((stack.kube.directory / "kube-apiserver.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     # (not kill -0: a stopped orphan may stay a zombie for a while)
     wait_until(lambda: "kube-apiserver: not running" in stack.kube.run("status").stdout,
                timeout=60, what="kube-apiserver stopped")
+    if while_down is not None:
+        while_down()
     stack.kube.start()
+
+
+def etcd(stack, method, body):
+    """One call of etcd's JSON gateway (/v3/...) on the cluster's etcd."""
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.kube.etcd_port}/v3/{method}",
+                                     data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.load(reply)
+
+
+def compact_etcd_history(stack):
+    """One more write to etcd (a key of no resource), then its history
+    compacted up to it: every resourceVersion a client saw before is gone,
+    as after a long outage on a busy cluster."""
+    def b64(text):
+        return base64.b64encode(text.encode()).decode()
+    put = etcd(stack, "kv/put", {"key": b64("/pod-router-test/compaction"), "value": b64("x")})
+    etcd(stack, "kv/compaction", {"revision": put["header"]["revision"], "physical": True})
 
 
 def test_the_controller_carries_on_after_the_api_server_restarts(stack):
@@ -131,3 +153,24 @@ def test_the_controller_carries_on_after_the_api_server_restarts(stack):
     assert creations(controller) == 2
     assert set(stack.pods()) == {before, after}
     wait_until(lambda: controller.get("/readyz")[0] == 200, timeout=60, what="ready again")
+
+
+def test_the_watch_relists_after_410_gone_from_a_real_api_server(stack):
+    # kube-sim's test_the_watch_relists_after_410_gone, with the real cause:
+    # the API server comes back with etcd's history compacted past the
+    # resourceVersion the controller's watch resumes from.
+    controller = stack.controller().start()
+    before = stack.request("gone-before")
+    stack.wait_session(before, "ready", timeout=30)
+    relists = controller.metric("pod_router_controller_watch_relists_total")
+    restart_api_server(stack, while_down=lambda: compact_etcd_history(stack))
+    wait_until(lambda: controller.metric("pod_router_controller_watch_relists_total") > relists,
+               timeout=90, what="a relist after 410 Gone")
+    assert any(line.get("code") == 410 for line in controller.log_lines()
+               if line.get("msg") == "watch ended by the server")
+    # The list found the pod it had: known, not created again; a new user
+    # is served.
+    after = stack.request("gone-after")
+    stack.wait_session(after, "ready", timeout=90)
+    assert creations(controller) == 2
+    assert set(stack.pods()) == {before, after}

@@ -31,9 +31,13 @@ from kubernetes import config as kube_config
 
 from conftest import REPO, USERS_NS, Stack, started_stack
 from polling import wait_until
+from servers import ON_REAL_CLUSTER
 
 STACK_SH = os.environ.get("POD_ROUTER_STACK_SH", str(REPO / "scripts" / "stack.sh"))
 PR_SET_CHILD_SUBREAPER = 36
+# The stack's Kubernetes API as `stack.sh status` names it: kube-sim, or the
+# real control plane, whose process that answers is kube-apiserver.
+KUBE = "cluster" if ON_REAL_CLUSTER else "kube-sim"
 
 
 def set_child_subreaper(on):
@@ -114,14 +118,20 @@ class LifecycleStack(Stack):
         return done.stdout
 
     def pid(self, component):
+        if component == "cluster":  # cluster.sh keeps its processes' pid files
+            return int((self.kube_dir / "kube-apiserver.pid").read_text())
         return int((self.run_dir / "pids" / f"{component}.pid").read_text())
 
     def ports(self):
         amqp = int(self.env["POD_ROUTER_AMQP_PORT"])
-        return {"gateway": self.port, "controller": self.controller_port,
-                "redis": int(self.env["POD_ROUTER_REDIS_PORT"]),
-                "kube-sim": int(self.env["POD_ROUTER_KUBE_PORT"]),
-                "amqp": amqp, "erlang distribution": amqp + 1, "epmd": amqp + 2}
+        ports = {"gateway": self.port, "controller": self.controller_port,
+                 "redis": int(self.env["POD_ROUTER_REDIS_PORT"]),
+                 KUBE: int(self.env["POD_ROUTER_KUBE_PORT"]),
+                 "amqp": amqp, "erlang distribution": amqp + 1, "epmd": amqp + 2}
+        if ON_REAL_CLUSTER:
+            etcd = int(self.env["POD_ROUTER_ETCD_PORT"])
+            ports.update({"etcd": etcd, "etcd peers": etcd + 1})
+        return ports
 
     def status_of(self, component):
         """The word `status` says for COMPONENT: up or DOWN."""
@@ -137,9 +147,8 @@ class LifecycleStack(Stack):
         try:
             if component == "redis":
                 return self.redis(socket_timeout=3).ping()
-            if component == "kube-sim":
-                api = kube_config.new_client_from_config(
-                    config_file=str(self.run_dir / "kube-sim" / "kubeconfig"))
+            if component == KUBE:
+                api = kube_config.new_client_from_config(config_file=str(self.kube_dir / "kubeconfig"))
                 try:
                     names = [ns.metadata.name for ns in
                              kube_client.CoreV1Api(api).list_namespace(_request_timeout=5).items]
@@ -283,7 +292,7 @@ def kill_leaving_a_zombie(stack, component):
     return pid
 
 
-@pytest.mark.parametrize("component", ["redis", "kube-sim", "controller", "nginx"])
+@pytest.mark.parametrize("component", ["redis", KUBE, "controller", "nginx"])
 def test_a_zombie_is_down_and_up_replaces_it(own_stack, component):
     stack = own_stack
     assert stack.answers(component)

@@ -22,6 +22,7 @@ import yaml
 
 from conftest import REPO, USERS_NS, second_gateway
 from polling import wait_until
+from servers import ON_REAL_CLUSTER
 from test_operations import BAD_TEMPLATE, restart_controller
 
 FREE = "pod-router:pool:free"
@@ -279,8 +280,10 @@ def test_a_cold_start_shows_its_stages_in_order_on_the_waiting_page(stack, page_
         assert len(set(stages)) == len(stages), stages
         assert stages[0] == "queued", stages
         assert "pulling image" in stages and "starting" in stages, stages
-        if float(stack.env.get("POD_ROUTER_KUBE_SCHEDULE_DELAY", "0")) >= 0.5:
-            assert "creating" in stages, stages  # the pod unbound that long
+        # kube-sim leaves the pod unbound that long; the real scheduler binds
+        # it within milliseconds, so "creating" may come and go unseen there
+        if not ON_REAL_CLUSTER and float(stack.env.get("POD_ROUTER_KUBE_SCHEDULE_DELAY", "0")) >= 0.5:
+            assert "creating" in stages, stages
 
         # an API client (no text/html) is held, and at the wait timeout gets
         # 503 with the stage its creation had reached
