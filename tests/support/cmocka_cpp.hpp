@@ -11,6 +11,7 @@ extern "C" {
 }
 // clang-format on
 
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -20,4 +21,12 @@ extern "C" {
 
 inline bool contains(std::string_view haystack, std::string_view needle) {
     return haystack.find(needle) != std::string_view::npos;
+}
+
+// The Kubernetes tiers run once on kube-sim and once on the real control
+// plane (POD_ROUTER_CLUSTER=real, as the Python tiers read it). A test that
+// needs kube-sim's fault injection (/kube-sim/faults) skips on the real one.
+inline bool on_real_cluster() {
+    const char *cluster = std::getenv("POD_ROUTER_CLUSTER");
+    return cluster != nullptr && std::string_view(cluster) == "real";
 }
