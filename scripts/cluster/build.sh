@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the upstream control plane (etcd, kube-apiserver, kube-scheduler,
-# kube-controller-manager, kubectl) from its Go modules into a cache keyed by
-# what it is built from, once; later runs reuse it. Prints the binary's path.
+# kube-controller-manager, kubectl) and node (kubelet, kube-proxy) from
+# their Go modules into a cache keyed by what it is built from, once; later
+# runs reuse it. Prints the binary's path.
 #
 # The cache is outside the work tree ($POD_ROUTER_CACHE, default
 # ~/.cache/pod-router) so that a fresh clone (CI's) finds the binary a
@@ -14,7 +15,8 @@ usage() {
 Usage: scripts/cluster/build.sh [--print-path]
 
 Builds pod-router-kube (etcd, kube-apiserver, kube-scheduler,
-kube-controller-manager and kubectl at Kubernetes v1.34.4, etcd v3.6.4)
+kube-controller-manager, kubectl, kubelet and kube-proxy at Kubernetes
+v1.34.4, etcd v3.6.4)
 from the Go modules named in scripts/cluster/go.mod, unless the cache
 already holds the build of exactly these sources. Prints the binary's path.
 
@@ -72,9 +74,13 @@ for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     stamps+=" -X $package.gitVersion=$release -X $package.gitMajor=1 -X $package.gitMinor=$minor"
     stamps+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
 done
-(cd "$here" && GOFLAGS=-mod=readonly "$go" build -trimpath -ldflags "-s -w$stamps" -o "$binary.partial" .)
-mv "$binary.partial" "$binary"
-for component in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+# Each build writes a file of its own: two builds at once (install-deps.sh
+# and a test fixture, say) must not rename each other's half-written file.
+partial=$(mktemp -d "$out_dir/partial.XXXXXX")
+trap 'rm -rf "$partial"' EXIT
+(cd "$here" && GOFLAGS=-mod=readonly "$go" build -trimpath -ldflags "-s -w$stamps" -o "$partial/pod-router-kube" .)
+mv -f "$partial/pod-router-kube" "$binary"
+for component in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     ln -sf pod-router-kube "$out_dir/$component"
 done
 echo "build.sh: built in $(($(date +%s) - started)) s: $binary" >&2
