@@ -85,7 +85,16 @@ bench_packages=(
     gnuplot-nox                     # the chart
     linux-perf                      # the profile shown when a target is missed
 )
-packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}")
+# The real node's (docs/node.md; scripts/node-check.sh, which the tests run,
+# says what the machine lacks): Debian's runtime, network plugins, iptables.
+node_packages=(
+    containerd runc                 # the container runtime the kubelet talks CRI to
+    containernetworking-plugins     # bridge, host-local, loopback, portmap (/usr/lib/cni)
+    iptables                        # kube-proxy's and the plugins' rules
+    socat                           # relays between the host and the node's namespace
+)
+packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}"
+    "${node_packages[@]}")
 
 check_only=false list_only=false bench=false image_packages=()
 while [ $# -gt 0 ]; do
@@ -136,7 +145,7 @@ fi
 # The real control plane (etcd, kube-apiserver, kube-scheduler,
 # kube-controller-manager, kubectl) is not packaged: it is built from its Go
 # modules once, into a cache outside the work tree (scripts/cluster/build.sh;
-# about 15 minutes cold on 2 cores, nothing when cached). Not for the images.
+# about 7 minutes cold on 2 cores, nothing when cached). Not for the images.
 control_plane() {
     [ ${#image_packages[@]} -eq 0 ] || return 0
     if $check_only; then
@@ -166,9 +175,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian starts a service when its package is installed. pod-router starts
-# its own Redis, RabbitMQ and nginx on its own ports and folders, so keep the
-# system-wide ones from starting (and from holding ports 80, 5672, 6379),
-# unless the machine already has a policy of its own.
+# its own Redis, RabbitMQ, nginx (and, for a node, containerd) on its own
+# ports and folders, so keep the system-wide ones from starting (and from
+# holding ports 80, 5672, 6379), unless the machine already has a policy of
+# its own.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"
