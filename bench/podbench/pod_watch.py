@@ -38,7 +38,6 @@ class PodWatch:
         self.core = kube_client.CoreV1Api(kube_config.new_client_from_config(config_file=str(kubeconfig)))
         self.timeline = PodTimeline(path)
         self.pods = resources.pods()
-        self.gaps = 0  # relists after a 410 Gone: events in between were not seen
         self._stopping = threading.Event()
         self._seen, resource_version = self._list()
         self._thread = threading.Thread(target=self._run, args=(resource_version,), name="pod-watch",
@@ -63,7 +62,6 @@ class PodWatch:
                 # Too old to resume: start again from a list. The pods that
                 # changed meanwhile miss those lines; a phase that needs one
                 # says which pod's is missing.
-                self.gaps += 1
                 log.warning("pod watch: 410 Gone, listing again")
                 self._seen, resource_version = self._list()
             except Exception as error:  # noqa: BLE001 - a dropped connection, a timeout: watch again

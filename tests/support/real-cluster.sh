@@ -18,26 +18,12 @@ start)
     "$0" stop "$dir"
     mkdir -p "$dir"
     # A free API port, and a free etcd port whose next one (its peers') is
-    # free too; a pod CIDR of its own, as kube-sim.sh chooses one.
-    read -r api_port etcd_port < <(/usr/bin/python3 - <<'EOF'
-import socket
-def free():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-def free_pair():
-    for _ in range(50):
-        port = free()
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise SystemExit("no two consecutive free ports")
-print(free(), free_pair())
-EOF
-)
+    # free too, as the Python tiers choose them; a pod CIDR of its own, as
+    # kube-sim.sh chooses one.
+    read -r api_port etcd_port < <(/usr/bin/python3 -c "
+import sys; sys.path.insert(0, '$repo/tests/support')
+from servers import free_port, free_port_pair
+print(free_port(), free_port_pair())")
     block=$((RANDOM % 3200))
     args=(--dir "$dir" --api-port "$api_port" --etcd-port "$etcd_port"
         --pod-cidr "127.$((120 + block / 16)).$(((block % 16) * 16)).0/20" --start-delay 0.2)
