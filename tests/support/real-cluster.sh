@@ -18,15 +18,16 @@ start)
     "$0" stop "$dir"
     mkdir -p "$dir"
     # A free API port, and a free etcd port whose next one (its peers') is
-    # free too, as the Python tiers choose them; a pod CIDR of its own, as
-    # kube-sim.sh chooses one.
+    # free too, as the Python tiers choose them.
     read -r api_port etcd_port < <(/usr/bin/python3 -c "
 import sys; sys.path.insert(0, '$repo/tests/support')
 from servers import free_port, free_port_pair
 print(free_port(), free_port_pair())")
-    block=$((RANDOM % 3200))
+    # kube-sim.sh's blocks are 127.20.0.0 to 127.219.240.0; these, the
+    # 560 /20 blocks from 127.220.0.0 to 127.254.240.0, never overlap them.
+    block=$((RANDOM % 560))
     args=(--dir "$dir" --api-port "$api_port" --etcd-port "$etcd_port"
-        --pod-cidr "127.$((120 + block / 16)).$(((block % 16) * 16)).0/20" --start-delay 0.2)
+        --pod-cidr "127.$((220 + block / 16)).$(((block % 16) * 16)).0/20" --start-delay 0.2)
     printf '%s\n' "${args[@]}" >"$dir/cluster-args"
     "$repo/scripts/cluster.sh" up "${args[@]}" --reset
     kubectl="$(dirname "$("$repo/scripts/cluster/build.sh" --print-path)")/kubectl"
