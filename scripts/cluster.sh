@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on this machine, for the local stack and
 # the tests: etcd, kube-apiserver, kube-scheduler and kube-controller-manager
-# built from their Go modules (scripts/cluster/build.sh), and our node agent
-# (scripts/kube-sim/node-agent) as the one node, running pods as local
-# processes on their own 127.x addresses.
+# built from their Go modules (scripts/cluster/build.sh), and one node:
+# either our node agent (scripts/kube-sim/node-agent), running pods as local
+# processes on their own 127.x addresses, or a real node (scripts/node.sh):
+# the kubelet, kube-proxy and containerd in a network namespace of its own.
 set -euo pipefail
 
 usage() {
@@ -11,14 +12,15 @@ usage() {
 Usage: scripts/cluster.sh up|down|status|logs|token [OPTIONS]
 
   up       start etcd, kube-apiserver, kube-scheduler,
-           kube-controller-manager and the node agent; write DIR/kubeconfig
+           kube-controller-manager and the node; write DIR/kubeconfig
            (admin) and DIR/kubeconfig.node; returns once the API server is
-           ready and the node is registered
-  down     stop everything `up` started (the pods' processes with the node)
+           ready and the node is Ready
+  down     stop everything `up` started (the pods with the node)
   status   one line per component: running or not, and the API's readiness
   logs [COMPONENT]
            print the components' logs (or one: etcd, kube-apiserver,
-           kube-scheduler, kube-controller-manager, node-agent)
+           kube-scheduler, kube-controller-manager, node-agent, and for a
+           real node containerd, kubelet, kube-proxy, api-relay)
   token NAMESPACE/NAME [--duration D]
            write DIR/kubeconfig.NAMESPACE.NAME for that service account, with
            a token from the TokenRequest API (default duration 1h); the
@@ -48,8 +50,20 @@ Options:
                         service account of pod-router-system: what the
                         controller and the gateway did, and what RBAC let
                         them (default: no audit log)
-  --no-node             start no node agent (start your own with
-                        DIR/kubeconfig.node)
+  --node KIND           agent: our node agent (the default); kubelet: a
+                        real node, the kubelet, kube-proxy and containerd
+                        in the network namespace pod-router-node, pods on
+                        10.244.0.0/24 behind the host address 10.250.0.1
+                        (docs/node.md; one per machine, as root; the options
+                        for the node agent do not apply); none: no node
+                        (start your own with DIR/kubeconfig.node)
+  --no-node             the same as --node none
+  --image-archive FILE  a real node: an image archive (docker-archive tar)
+                        to load into containerd before the kubelet starts;
+                        repeat for several (scripts/images/build.sh makes
+                        them)
+  --pause-image REF     a real node: the pods' sandbox image, which must be
+                        among the archives (default localhost/pod-router/pause:1.0)
   --reset               remove DIR's etcd data first: an empty cluster
 
 Environment: POD_ROUTER_KUBE_BINARY, the pod-router-kube binary (default:
@@ -68,7 +82,9 @@ action=$1
 shift
 dir=.run/cluster api_port=6443 etcd_port=2379 pod_cidr=127.1.0.0/16
 node_name=pod-router-node image_map="" start_delay=0 start_jitter=0 crash_backoff=10
-with_node=1 reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi audit_log=""
+node_kind=agent reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi audit_log=""
+node_image_archives=() node_pause_image=localhost/pod-router/pause:1.0
+node_coredns_image=localhost/pod-router/coredns:1.14.1
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -84,7 +100,10 @@ while [ $# -gt 0 ]; do
     --node-memory) node_memory=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --audit-log) audit_log=$2; shift 2 ;;
-    --no-node) with_node=0; shift ;;
+    --node) node_kind=$2; shift 2 ;;
+    --no-node) node_kind=none; shift ;;
+    --image-archive) node_image_archives+=("$(realpath "$2")"); shift 2 ;;
+    --pause-image) node_pause_image=$2; shift 2 ;;
     --reset) reset=1; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "cluster.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -98,11 +117,20 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
+case "$node_kind" in
+agent | kubelet | none) ;;
+*) echo "cluster.sh: --node takes agent, kubelet or none, not $node_kind" >&2; exit 2 ;;
+esac
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 etcd_peer_port=$((etcd_port + 1))
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent)
+# shellcheck source=node.sh
+. "$here/node.sh"
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent "${node_components[@]}")
 server="https://127.0.0.1:$api_port"
+# What a real node's kubelet and kube-proxy dial: the relay on the host's
+# end of the veth (node.sh).
+node_server="https://$node_host_ip:$api_port"
 
 kube_binary() {
     if [ -n "${POD_ROUTER_KUBE_BINARY:-}" ]; then
@@ -147,16 +175,19 @@ make_pki() {
             -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
             -out "$dir/pki/ca.crt" 2>/dev/null
     fi
-    if ! [ -f "$dir/pki/apiserver.crt" ]; then
+    # (A certificate from before real nodes lacks the relay's address.)
+    if ! openssl x509 -in "$dir/pki/apiserver.crt" -noout -ext subjectAltName 2>/dev/null |
+        grep -qF "IP Address:$node_host_ip"; then
         make_key "$dir/pki/apiserver.key"
         openssl req -new -key "$dir/pki/apiserver.key" -subj "/CN=kube-apiserver" \
             -out "$dir/pki/apiserver.csr" 2>/dev/null
-        # The names a client may use: loopback, and the in-cluster service
-        # names (the first address of --service-cluster-ip-range).
+        # The names a client may use: loopback, a real node's relay, and
+        # the in-cluster service names (the first address of
+        # --service-cluster-ip-range).
         openssl x509 -req -in "$dir/pki/apiserver.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" \
             -CAcreateserial -days 365 -out "$dir/pki/apiserver.crt" -extfile <(printf '%s\n' \
                 "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
-                "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local") \
+                "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$node_host_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local") \
             2>/dev/null
         rm -f "$dir/pki/apiserver.csr"
     fi
@@ -169,28 +200,36 @@ make_pki() {
     client_certificate kube-controller-manager system:kube-controller-manager
     client_certificate kube-scheduler system:kube-scheduler
     client_certificate node "system:node:$node_name" system:nodes
+    # The API server's identity towards kubelets (logs, exec, port-forward).
+    client_certificate apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 }
 
 # JSON kubeconfigs: kubectl, client-go, the controller (yaml-cpp reads JSON)
 # and the node agent (Python's json) all read them.
-write_kubeconfig() {  # FILE USER-NAME then either cert KEY-NAME or token TOKEN [NAMESPACE]
-    local file=$1 user=$2 kind=$3 value=$4 namespace=${5:-default} credentials
+write_kubeconfig() {  # FILE USER-NAME then either cert KEY-NAME or token TOKEN [NAMESPACE [SERVER]]
+    local file=$1 user=$2 kind=$3 value=$4 namespace=${5:-default} to=${6:-$server} credentials
     if [ "$kind" = cert ]; then
         credentials="\"client-certificate\": \"$dir/pki/$value.crt\", \"client-key\": \"$dir/pki/$value.key\""
     else
         credentials="\"token\": \"$value\""
     fi
+    # Readable by root only; the umask is this function's alone (a real
+    # node's containerd must not inherit it: image layers would be
+    # unreadable to the containers' users).
+    local saved_umask
+    saved_umask=$(umask)
     umask 077
     cat >"$file.tmp" <<EOF
 {
   "apiVersion": "v1",
   "kind": "Config",
-  "clusters": [{"name": "pod-router-local", "cluster": {"server": "$server", "certificate-authority": "$dir/pki/ca.crt"}}],
+  "clusters": [{"name": "pod-router-local", "cluster": {"server": "$to", "certificate-authority": "$dir/pki/ca.crt"}}],
   "users": [{"name": "$user", "user": {$credentials}}],
   "contexts": [{"name": "$user@pod-router-local", "context": {"cluster": "pod-router-local", "user": "$user", "namespace": "$namespace"}}],
   "current-context": "$user@pod-router-local"
 }
 EOF
+    umask "$saved_umask"
     mv "$file.tmp" "$file"
 }
 
@@ -300,19 +339,30 @@ POLICY
 
     # The admission plugins are the defaults (NamespaceLifecycle,
     # ServiceAccount, PodSecurity, ResourceQuota, ...) plus NodeRestriction;
-    # the Node authorizer confines the node agent to its own node's pods.
-    # No endpoint reconciler: the "kubernetes" service's endpoint would be
-    # 127.0.0.1, which Endpoints validation refuses.
+    # the Node authorizer confines the node to its own node's pods.
+    local endpoint=()
+    if [ "$node_kind" = kubelet ]; then
+        # The kubernetes Service's endpoint is the node's relay, which its
+        # pods reach through kube-proxy's rules (the default reconciler).
+        endpoint=(--advertise-address "$node_host_ip"
+            --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt"
+            --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key"
+            --kubelet-preferred-address-types InternalIP)
+    else
+        # No endpoint reconciler: the "kubernetes" service's endpoint would
+        # be 127.0.0.1, which Endpoints validation refuses.
+        endpoint=(--advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+    fi
     start_component kube-apiserver "$kube" kube-apiserver \
         --etcd-servers "http://127.0.0.1:$etcd_port" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+        --bind-address 127.0.0.1 --secure-port "$api_port" "${endpoint[@]}" \
         --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
         --client-ca-file "$dir/pki/ca.crt" \
         --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$dir/pki/sa.pub" \
         --service-account-signing-key-file "$dir/pki/sa.key" \
-        --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+        --service-cluster-ip-range "$node_service_cidr" \
         --allow-privileged=false --profiling=false --cert-dir "$dir/pki/apiserver-generated" \
         ${audit[@]+"${audit[@]}"}
     wait_for "the API server was ready" 90 kube-apiserver api_ready
@@ -325,7 +375,9 @@ POLICY
         --leader-elect=false --secure-port 0 --profiling=false
     start_component kube-scheduler "$kube" kube-scheduler \
         --kubeconfig "$dir/kubeconfig.scheduler" --leader-elect=false --secure-port 0
-    if [ "$with_node" = 1 ]; then
+    if [ "$node_kind" = kubelet ]; then
+        node_up
+    elif [ "$node_kind" = agent ]; then
         local agent=("$here/kube-sim/node-agent" --kubeconfig "$dir/kubeconfig.node"
             --node-name "$node_name" --pod-cidr "$pod_cidr" --state-dir "$dir/node"
             --start-delay "$start_delay" --start-jitter "$start_jitter" --crash-backoff "$crash_backoff"
@@ -345,6 +397,9 @@ down() {
     # The node first: its pods stop while the API can still take their
     # status. Then the clients of the API server, the API server, etcd.
     stop_component node-agent 30
+    if [ -f "$(node_state)/kubelet-config.yaml" ]; then
+        node_down
+    fi
     stop_component kube-scheduler 10
     stop_component kube-controller-manager 10
     stop_component kube-apiserver 30
@@ -357,7 +412,7 @@ status() {
         pid=$(pid_of "$name")
         if running "$pid"; then
             echo "$name: running (pid $pid)"
-        elif [ "$name" = node-agent ] && ! [ -f "$dir/$name.log" ]; then
+        elif ! [ -f "$dir/$name.log" ]; then
             echo "$name: not started here"
         else
             echo "$name: not running"
