@@ -27,6 +27,20 @@ def kustomize(directory):
                           text=True, timeout=60)
 
 
+def secrets_dir_of(overlay_dir):
+    """The secrets/ folder an overlay's Secrets come from: its own when it
+    has a secretGenerator, else that of the overlay it builds on
+    (local-node on plain-nginx)."""
+    kustomization = yaml.safe_load((overlay_dir / "kustomization.yaml").read_text())
+    if kustomization.get("secretGenerator"):
+        return overlay_dir / "secrets"
+    for resource in kustomization.get("resources", []):
+        base = (overlay_dir / resource).resolve()
+        if base.parent == overlay_dir.parent.resolve() and (base / "kustomization.yaml").is_file():
+            return secrets_dir_of(base)
+    return overlay_dir / "secrets"
+
+
 def copy_manifests(destination):
     shutil.copytree(MANIFESTS, destination, ignore=shutil.ignore_patterns("secrets"))
     return destination
@@ -76,7 +90,7 @@ def renderings(tree):
         done = kustomize(tree / "overlays" / overlay)
         assert done.returncode == 0, f"kubectl kustomize overlays/{overlay}:\n{done.stderr}"
         objects = [o for o in yaml.safe_load_all(done.stdout) if o]
-        result[overlay] = Rendering(overlay, objects, tree / "overlays" / overlay / "secrets")
+        result[overlay] = Rendering(overlay, objects, secrets_dir_of(tree / "overlays" / overlay))
     return result
 
 

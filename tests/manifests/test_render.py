@@ -2,6 +2,8 @@
 repository."""
 
 import base64
+import copy
+import re
 import subprocess
 
 import yaml
@@ -91,3 +93,45 @@ def test_local_is_what_the_stack_applies():
     rendered = kustomize(MANIFESTS / "overlays" / "local")
     kinds = {o["kind"] for o in yaml.safe_load_all(rendered.stdout) if o}
     assert kinds <= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret"}
+
+
+def test_local_node_is_plain_nginx_with_the_images_built_here(renderings):
+    """The real node runs what plain-nginx ships: the overlay changes the
+    images (scripts/images/build.sh makes them), the user pod template's
+    image, and the gateway Service's type, and nothing else."""
+    plain, node = renderings["plain-nginx"], renderings["local-node"]
+    template_key = "pod-template.yaml"
+
+    def template(rendering):
+        maps = [m for m in rendering.of_kind("ConfigMap") if template_key in m.get("data", {})]
+        assert len(maps) == 1, rendering.overlay
+        return maps[0]
+
+    plain_pod = yaml.safe_load(template(plain)["data"][template_key])
+    node_pod = yaml.safe_load(template(node)["data"][template_key])
+    assert node_pod["spec"]["containers"][0]["image"].startswith("localhost/pod-router/demo:")
+    node_pod["spec"]["containers"][0]["image"] = plain_pod["spec"]["containers"][0]["image"]
+    assert node_pod == plain_pod
+
+    def normalised(rendering):
+        objects = copy.deepcopy(rendering.objects)
+        for o in objects:
+            if o["kind"] == "ConfigMap" and template_key in o.get("data", {}):
+                o["data"][template_key] = "compared above"
+        text = yaml.safe_dump_all(objects, sort_keys=True)
+        # generated names carry a hash of their content
+        for generated in rendering.of_kind("ConfigMap", "Secret"):
+            name = generated["metadata"]["name"]
+            text = text.replace(name, re.sub(r"-[a-z0-9]{10}$", "", name))
+        return text
+
+    plain_text, node_text = normalised(plain), normalised(node)
+    local_images = set(re.findall(r"image: (localhost/pod-router/\S+)", node_text))
+    assert {i.split(":")[0].rsplit("/", 1)[-1] for i in local_images} == {
+        "pod-router-controller", "pod-router-nginx", "redis", "rabbitmq"}
+    assert "ghcr.io/" not in node_text and "docker.io/" not in node_text
+    images = iter(re.findall(r"image: (\S+)", plain_text))
+    node_text = re.sub(r"image: \S+", lambda _: f"image: {next(images)}", node_text)
+    node_text = node_text.replace("  - name: http\n    nodePort: 30080\n", "  - name: http\n")
+    node_text = node_text.replace("type: NodePort", "type: LoadBalancer")
+    assert node_text == plain_text
