@@ -92,6 +92,7 @@ node_packages=(
     containernetworking-plugins     # bridge, host-local, loopback, portmap (/usr/lib/cni)
     iptables                        # kube-proxy's and the plugins' rules
     socat                           # relays between the host and the node's namespace
+    podman debootstrap              # the node's images, built with no registry (scripts/images/build.sh)
 )
 packages=("${build_packages[@]}" "${stack_packages[@]}" "${test_packages[@]}" "${tool_packages[@]}"
     "${node_packages[@]}")
