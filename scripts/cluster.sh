@@ -59,11 +59,10 @@ Options:
                         (start your own with DIR/kubeconfig.node)
   --no-node             the same as --node none
   --image-archive FILE  a real node: an image archive (docker-archive tar)
-                        to load into containerd before the kubelet starts;
-                        repeat for several (scripts/images/build.sh makes
-                        them)
-  --pause-image REF     a real node: the pods' sandbox image, which must be
-                        among the archives (default localhost/pod-router/pause:1.0)
+                        to load into containerd before the kubelet starts,
+                        besides the node's own sandbox and CoreDNS images
+                        (which `up` builds or finds in the cache); repeat
+                        for several (scripts/images/build.sh makes them)
   --reset               remove DIR's etcd data first: an empty cluster
 
 Environment: POD_ROUTER_KUBE_BINARY, the pod-router-kube binary (default:
@@ -83,8 +82,7 @@ shift
 dir=.run/cluster api_port=6443 etcd_port=2379 pod_cidr=127.1.0.0/16
 node_name=pod-router-node image_map="" start_delay=0 start_jitter=0 crash_backoff=10
 node_kind=agent reset=0 duration=1h account="" component="" node_cpu=64 node_memory=256Gi audit_log=""
-node_image_archives=() node_pause_image=localhost/pod-router/pause:1.0
-node_coredns_image=localhost/pod-router/coredns:1.14.1
+node_image_archives=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -103,7 +101,6 @@ while [ $# -gt 0 ]; do
     --node) node_kind=$2; shift 2 ;;
     --no-node) node_kind=none; shift ;;
     --image-archive) node_image_archives+=("$(realpath "$2")"); shift 2 ;;
-    --pause-image) node_pause_image=$2; shift 2 ;;
     --reset) reset=1; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "cluster.sh: unknown option $1" >&2; usage >&2; exit 2 ;;

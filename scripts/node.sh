@@ -363,16 +363,30 @@ node_restore_sysctls() {
     rm -f "$file"
 }
 
+# The node's own images, the sandbox (pause) and CoreDNS: built here, or
+# found in the cache (scripts/images/build.sh). Sets node_pause_image and
+# node_coredns_image, which containerd's and CoreDNS's settings name.
+node_own_images() {
+    local name ref archive
+    while read -r name ref archive; do
+        case "$name" in
+        pause) node_pause_image=$ref ;;
+        coredns) node_coredns_image=$ref ;;
+        esac
+        node_image_archives+=("$archive")
+    done < <("$here/images/build.sh" --only pause,coredns)
+    [ -n "${node_pause_image:-}" ] && [ -n "${node_coredns_image:-}" ] || {
+        echo "cluster.sh: scripts/images/build.sh gave no pause or coredns image" >&2
+        return 1
+    }
+}
+
 node_import_images() {
     local archive
-    for archive in ${node_image_archives[@]+"${node_image_archives[@]}"}; do
+    for archive in "${node_image_archives[@]}"; do
         node_ctr images import --all-platforms "$archive" >/dev/null ||
             { echo "cluster.sh: containerd could not import $archive" >&2; return 1; }
     done
-    node_ctr images ls -q | grep -qxF "$node_pause_image" || {
-        echo "cluster.sh: the node has no sandbox image $node_pause_image; pass its archive with --image-archive" >&2
-        return 1
-    }
 }
 
 node_runtime_ready() { node_ctr version; }
@@ -403,6 +417,7 @@ node_up() {
         grep '^FAIL' "$dir/node-check.log" >&2 || cat "$dir/node-check.log" >&2
         return 1
     fi
+    node_own_images
     client_certificate kube-proxy system:kube-proxy
     write_kubeconfig "$dir/kubeconfig.kubelet" "system:node:$node_name" cert node default "$node_server"
     write_kubeconfig "$dir/kubeconfig.kube-proxy" system:kube-proxy cert kube-proxy default "$node_server"

@@ -40,7 +40,9 @@
 #   POD_ROUTER_POD_TEMPLATE      the user pod (manifests/base/controller/pod-template.yaml)
 #   POD_ROUTER_CLUSTER           kube-sim (default) or real: etcd, kube-apiserver,
 #                                kube-scheduler, kube-controller-manager and our
-#                                node agent (scripts/cluster.sh, docs/cluster.md)
+#                                node agent (scripts/cluster.sh, docs/cluster.md);
+#                                or node: everything as pods on a real node
+#                                (scripts/node-stack.sh, docs/node.md)
 #   POD_ROUTER_ETCD_PORT         the real cluster's etcd (12379; +1 taken too)
 #   POD_ROUTER_KUBE_START_DELAY  the node's container start delay in s (1)
 #   POD_ROUTER_KUBE_SCHEDULE_DELAY  kube-sim's scheduling delay in s: a new pod
@@ -73,7 +75,9 @@ etcd_port=${POD_ROUTER_ETCD_PORT:-12379}
 case "${POD_ROUTER_CLUSTER:-kube-sim}" in
 kube-sim) kube="kube-sim" ;;
 real) kube=cluster ;;
-*) echo "stack.sh: POD_ROUTER_CLUSTER=$POD_ROUTER_CLUSTER: use kube-sim (the default) or real" >&2; exit 2 ;;
+# Everything as pods on a real node: another shape, another script.
+node) exec "$repo/scripts/node-stack.sh" "$@" ;;
+*) echo "stack.sh: POD_ROUTER_CLUSTER=$POD_ROUTER_CLUSTER: use kube-sim (the default), real or node" >&2; exit 2 ;;
 esac
 kube_dir="$run_dir/$kube"
 kubeconfig="$kube_dir/kubeconfig"
