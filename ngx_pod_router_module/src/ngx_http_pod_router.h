@@ -168,6 +168,7 @@ typedef struct {
     unsigned                    notified:1; /* news came during a route */
     unsigned                    in_active_queue:1;
     unsigned                    upstream_headers:1; /* rewritten for the pod */
+    unsigned                    pod_refused:1; /* its address refused to connect */
 } ngx_http_pod_router_ctx_t;
 
 

@@ -199,6 +199,46 @@ ngx_http_pod_router_op_free(ngx_http_pod_router_op_t *op)
 }
 
 
+/*
+ * A request that error_page sent on to a pod_router location after its pod
+ * failed: nginx cleared the modules' contexts, but this request's earlier
+ * one is still among its pool's cleanups. Routing it again is a cold start
+ * when the pod refused the connection (it is dead and was dropped); after
+ * a pod that took the connection and then failed (closed it, answered
+ * nothing valid) it would send the same request to the same pod a second
+ * time, which may not be safe to repeat: that keeps its 502.
+ */
+
+static ngx_uint_t
+ngx_http_pod_router_resend_refused(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_pod_router_ctx_t  *previous;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_pod_router_cleanup_request) {
+            continue;
+        }
+
+        previous = cln->data;
+
+        if (previous->phase == NGX_HTTP_POD_ROUTER_PHASE_PROXY
+            && !previous->pod_refused)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pod_router: pod \"%*s\" failed after taking the "
+                          "request; it is not sent again",
+                          previous->pod_len, previous->pod);
+            return 1;
+        }
+
+        return 0;
+    }
+
+    return 0;
+}
+
+
 /* the phase handler */
 
 
@@ -218,6 +258,10 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_pod_router_module);
 
     if (ctx == NULL) {
+        if (ngx_http_pod_router_resend_refused(r)) {
+            return NGX_HTTP_BAD_GATEWAY;
+        }
+
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pod_router_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -978,6 +1022,8 @@ ngx_http_pod_router_dead_pod(ngx_http_pod_router_ctx_t *ctx)
                   "pod_router: pod \"%*s\" at %V refused the connection; "
                   "its session is dropped", ctx->pod_len, ctx->pod,
                   &ctx->peer.name);
+
+    ctx->pod_refused = 1;
 
     entry = ngx_http_pod_router_cache_find(ctx->pod, ctx->pod_len);
     if (entry) {

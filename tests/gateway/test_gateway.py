@@ -254,6 +254,44 @@ def test_without_recovery_a_dead_pod_is_one_502_then_a_new_pod(gateway, redis_se
         assert reply.result(timeout=30)[0] == 502
 
 
+def test_recovery_never_sends_a_request_twice_to_a_pod_that_took_it(gateway, redis_server, rabbitmq, driver):
+    """error_page 502 = @pod_router_recover is a cold start after a dead pod
+    only: a pod that accepted the connection and then failed (closed it
+    without an answer) keeps its 502, and sees the request once."""
+    gateway.configure(redis_server, rabbitmq, location_extra="error_page 502 = @pod_router_recover;").start()
+    ip = POD_IP.format(14)
+    taken = []
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ip, 80))
+        listener.listen(8)
+        listener.settimeout(0.2)
+
+        def hang_up():
+            # until 15 s pass, or 1.5 s after the first request (time for
+            # a second one to come, if the gateway sent it again)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    connection, _ = listener.accept()
+                except socket.timeout:
+                    continue
+                with connection:
+                    taken.append(connection.recv(65536))
+                deadline = min(deadline, time.monotonic() + 1.5)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            pod = pool.submit(hang_up)
+            driver.mark_ready("lena", "user-lena", ip)
+            status, _, _ = pool.submit(get, gateway, "lena", "/once").result(timeout=30)
+            assert status == 502
+            pod.result(timeout=30)
+    assert [request.split(b" ")[1] for request in taken] == [b"/once"]
+    # the pod lives: its session stays, and no creation was asked for
+    assert driver.redis.exists("pod-router:session:user-lena")
+    assert driver.events(timeout=0.5) == []
+    assert "failed after taking the request; it is not sent again" in gateway.error_log()
+
+
 def test_the_cache_answers_without_redis(gateway, redis_server, rabbitmq, driver, pods):
     # one worker: the cache is per worker
     gateway.configure(redis_server, rabbitmq, extra_http="pod_router_cache_ttl 30s;", workers=1).start()
