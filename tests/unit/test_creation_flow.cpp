@@ -744,6 +744,33 @@ void a_serving_pod_whose_container_restarts_is_deleted(void **) {
     assert_int_equal(h.recorder_api.deletes.size(), 1);
 }
 
+// The user's request found the pod not ready (its container died) and
+// waits on this replica; another replica's watch saw the restart and
+// deleted the pod. The user gets the new pod, not a failure.
+void a_waited_for_pod_deleted_for_a_restart_is_made_again(void **) {
+    Harness h;
+    const std::string pod = h.pod("alice");
+    h.flow.observe(pod_view(pod, "alice", PodCondition::kStarting, "restarting"));
+    h.flow.enqueue(h.delivery("alice", 1));
+    h.flow.creator_step(kStart);
+    assert_int_equal(h.creator_api.creates.size(), 0);
+    PodView restarted = pod_view(pod, "alice", PodCondition::kStarting, "restarting");
+    restarted.restarts = 1;
+    h.flow.observe(restarted);
+    h.flow.recorder_step(kStart + seconds(1));
+    h.flow.observe(pod_view(pod, "alice", PodCondition::kTerminating, "deleted"));
+    h.flow.recorder_step(kStart + seconds(2));
+    assert_int_equal(h.sessions.failed_tries, 0);
+    h.flow.observe_deleted(pod);
+    h.flow.recorder_step(kStart + seconds(3));
+    assert_int_equal(h.recorder_api.creates.size(), 1);
+    h.flow.observe(ready_view(pod, "alice"));
+    h.flow.recorder_step(kStart + seconds(4));
+    assert_int_equal(h.sessions.ready.size(), 1);
+    assert_int_equal(h.settler.count(1, Settlement::kAck), 1);
+    assert_int_equal(h.sessions.failed_tries, 0);
+}
+
 void a_terminating_pod_missing_from_a_relist_is_replaced(void **) {
     Harness h;
     const std::string pod = h.pod("alice");
@@ -918,6 +945,7 @@ int main() {
         cmocka_unit_test(a_terminating_pod_missing_from_a_relist_is_replaced),
         cmocka_unit_test(a_pod_whose_containers_restarted_is_replaced),
         cmocka_unit_test(a_serving_pod_whose_container_restarts_is_deleted),
+        cmocka_unit_test(a_waited_for_pod_deleted_for_a_restart_is_made_again),
         cmocka_unit_test(a_pod_already_ready_in_the_cache_needs_no_create),
         cmocka_unit_test(a_cached_pod_of_another_identity_is_a_collision),
         cmocka_unit_test(a_relist_without_a_seen_pod_means_it_was_deleted),

@@ -528,6 +528,10 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
         if (known != pods_.end()) {
             view = known->second;
             found->second.seen = true;
+            if (known->second.restarts > 0) {
+                found->second.restarted = true;
+                entry.restarted = true;
+            }
         }
         synced = synced_;
     }
@@ -624,6 +628,21 @@ void CreationFlow::record(const std::string &pod, Clock::time_point now) {
                 found->second.stage = std::string(stage);
             }
         }
+    }
+    if (!entry.recreate && (going || gone || entry.deleted) && entry.restarted) {
+        // Its container died while this creation waited, and the pod is
+        // being replaced for it (by whichever replica's watch saw the
+        // restart first): the user waits for the new pod, as after a
+        // replacement this replica started itself.
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto found = tracked_.find(pod);
+        if (found != tracked_.end()) {
+            found->second.recreate = true;
+            changed_.insert(pod);
+        }
+        log_.info("a pod whose container restarted is being replaced; creating it again once gone",
+                  {{"pod", pod}});
+        return;
     }
     if (!entry.recreate && (going || gone || entry.deleted)) {
         fail_tracked(pod, "Deleted: the pod was deleted before it was ready", false, now);
