@@ -147,7 +147,7 @@ down() {
 
 status() {
     local failed=0 workload
-    "$repo/scripts/cluster.sh" status --dir "$cluster_dir" || failed=1
+    "$repo/scripts/cluster.sh" status --dir "$cluster_dir" --api-port "$kube_port" || failed=1
     for workload in "${workloads[@]}"; do
         if kubectl -n "$namespace" rollout status "$workload" --timeout 1s >/dev/null 2>&1; then
             say "$workload: ready"
