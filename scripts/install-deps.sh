@@ -143,20 +143,33 @@ if [ ${#image_packages[@]} -eq 0 ] && ! command -v kubectl >/dev/null 2>&1; then
     echo "install-deps.sh: warning: kubectl is not on the PATH; make run and the tests need kubectl 1.32" >&2
 fi
 
-# The real control plane (etcd, kube-apiserver, kube-scheduler,
-# kube-controller-manager, kubectl) is not packaged: it is built from its Go
-# modules once, into a cache outside the work tree (scripts/cluster/build.sh;
-# about 7 minutes cold on 2 cores, nothing when cached). Not for the images.
+# The real control plane and node (etcd, kube-apiserver, kube-scheduler,
+# kube-controller-manager, kubectl, kubelet, kube-proxy) and CoreDNS are not
+# packaged: they are built from their Go modules once, into a cache outside
+# the work tree (scripts/cluster/build.sh, about 7 minutes cold on 2 cores;
+# scripts/coredns/build.sh, 2 to 3), and the real node's images with
+# podman (scripts/images/build.sh, about 5 minutes cold; as root only).
+# Nothing when cached. Not for the images.
 control_plane() {
     [ ${#image_packages[@]} -eq 0 ] || return 0
+    local here
+    here=$(dirname "$0")
     if $check_only; then
-        "$(dirname "$0")/cluster/build.sh" --print-path >/dev/null || {
+        "$here/cluster/build.sh" --print-path >/dev/null || {
             echo "install-deps.sh: the control plane is not built (scripts/cluster/build.sh)"
+            return 1
+        }
+        "$here/coredns/build.sh" --print-path >/dev/null || {
+            echo "install-deps.sh: CoreDNS is not built (scripts/coredns/build.sh)"
             return 1
         }
         return 0
     fi
-    "$(dirname "$0")/cluster/build.sh" >/dev/null
+    "$here/cluster/build.sh" >/dev/null
+    "$here/coredns/build.sh" >/dev/null
+    if [ "$(id -u)" -eq 0 ]; then
+        "$here/images/build.sh" >/dev/null
+    fi
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
