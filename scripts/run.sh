@@ -19,9 +19,9 @@ make build
 port=${POD_ROUTER_PORT:-8080}
 run_dir=${POD_ROUTER_RUN_DIR:-.run}
 # The Kubernetes API's state folder (scripts/stack.sh): kube-sim's, or the
-# real control plane's with POD_ROUTER_CLUSTER=real.
+# real control plane's with POD_ROUTER_CLUSTER=real or node.
 kube_dir=kube-sim
-[ "${POD_ROUTER_CLUSTER:-kube-sim}" != real ] || kube_dir=cluster
+[ "${POD_ROUTER_CLUSTER:-kube-sim}" = kube-sim ] || kube_dir=cluster
 idle=${POD_ROUTER_IDLE_TIMEOUT:-600}
 stopping=0
 stop() {
@@ -38,7 +38,11 @@ trap 'exit 143' TERM
 echo "pod-router: starting the local stack in $run_dir/"
 scripts/stack.sh up
 
-if [ "${POD_ROUTER_IDENTITY:-header}" = signed ]; then
+if [ "${POD_ROUTER_CLUSTER:-kube-sim}" = node ]; then
+    # The shipped gateway takes signed identities; its secret is the
+    # overlay's (scripts/node-stack.sh).
+    ask() { printf '%s' "-H \"Authorization: Bearer \$(build/controller/pod-router-controller sign --secret-file $run_dir/manifests/overlays/plain-nginx/secrets/identity-secret $1)\""; }
+elif [ "${POD_ROUTER_IDENTITY:-header}" = signed ]; then
     ask() { printf '%s' "-H \"Authorization: Bearer \$(build/controller/pod-router-controller sign --secret-file $run_dir/secrets/identity-secret $1)\""; }
 else
     ask() { printf '%s' "-H \"X-User-ID: $1\""; }
@@ -55,10 +59,14 @@ RabbitMQ ask for the passwords in $run_dir/secrets/ (docs/operations.md).
   curl $(ask demo-user-1) -H "Host: local.gateway.com" http://127.0.0.1:$port/
       again: straight to the same pod
   kubectl --kubeconfig $run_dir/$kube_dir/kubeconfig get pods -n pod-router-users
-  curl http://127.0.0.1:${POD_ROUTER_CONTROLLER_PORT:-8081}/metrics
+$(if [ "${POD_ROUTER_CLUSTER:-kube-sim}" = node ]; then
+    echo "  kubectl --kubeconfig $run_dir/$kube_dir/kubeconfig get pods -A -o wide"
+else
+    echo "  curl http://127.0.0.1:${POD_ROUTER_CONTROLLER_PORT:-8081}/metrics"
+fi)
   scripts/stack.sh logs controller
 
-Logs are in $run_dir/logs/. Ctrl-C stops everything.
+Logs are in $( [ "${POD_ROUTER_CLUSTER:-kube-sim}" = node ] && echo "$run_dir/cluster/ and the pods'" || echo "$run_dir/logs/"). Ctrl-C stops everything.
 MSG
 
 # In the foreground until a signal, or until a component stops answering.
