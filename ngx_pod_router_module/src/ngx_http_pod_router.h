@@ -151,6 +151,9 @@ typedef struct {
     ngx_addr_t                  peer;
     u_char                      peer_text[NGX_SOCKADDR_STRLEN];
     ngx_sockaddr_t              peer_sockaddr;
+    /* error_page recovery: the address that just refused this request */
+    ngx_sockaddr_t              refused_sockaddr;
+    socklen_t                   refused_socklen;
 
     ngx_http_pod_router_op_t   *op;
     ngx_event_t                 deadline;

@@ -202,41 +202,26 @@ ngx_http_pod_router_op_free(ngx_http_pod_router_op_t *op)
 /*
  * A request that error_page sent on to a pod_router location after its pod
  * failed: nginx cleared the modules' contexts, but this request's earlier
- * one is still among its pool's cleanups. Routing it again is a cold start
- * when the pod refused the connection (it is dead and was dropped); after
- * a pod that took the connection and then failed (closed it, answered
- * nothing valid) it would send the same request to the same pod a second
- * time, which may not be safe to repeat: that keeps its 502.
+ * one is still among its pool's cleanups (the most recent first).
  */
 
-static ngx_uint_t
-ngx_http_pod_router_resend_refused(ngx_http_request_t *r)
+static ngx_http_pod_router_ctx_t *
+ngx_http_pod_router_previous(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_pod_router_ctx_t  *previous;
+    ngx_pool_cleanup_t  *cln;
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler != ngx_http_pod_router_cleanup_request) {
-            continue;
+        if (cln->handler == ngx_http_pod_router_cleanup_request) {
+            return cln->data;
         }
-
-        previous = cln->data;
-
-        if (previous->phase == NGX_HTTP_POD_ROUTER_PHASE_PROXY
-            && !previous->pod_refused)
-        {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "pod_router: pod \"%*s\" failed after taking the "
-                          "request; it is not sent again",
-                          previous->pod_len, previous->pod);
-            return 1;
-        }
-
-        return 0;
     }
 
-    return 0;
+    return NULL;
 }
+
+
+/* how long a recovering request waits out its dead pod's address */
+#define NGX_HTTP_POD_ROUTER_REFUSED_WAIT  10000
 
 
 /* the phase handler */
@@ -246,7 +231,7 @@ ngx_int_t
 ngx_http_pod_router_handler(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
-    ngx_http_pod_router_ctx_t       *ctx;
+    ngx_http_pod_router_ctx_t       *ctx, *previous;
     ngx_http_pod_router_loc_conf_t  *prlcf;
 
     prlcf = ngx_http_get_module_loc_conf(r, ngx_http_pod_router_module);
@@ -258,13 +243,35 @@ ngx_http_pod_router_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_pod_router_module);
 
     if (ctx == NULL) {
-        if (ngx_http_pod_router_resend_refused(r)) {
+        previous = ngx_http_pod_router_previous(r);
+
+        /*
+         * Routing again is a cold start when the pod refused the
+         * connection (it is dead and was dropped); after a pod that took
+         * the connection and then failed (closed it, answered nothing
+         * valid) it would send the same request to the same pod a second
+         * time, which may not be safe to repeat: that keeps its 502.
+         */
+        if (previous
+            && previous->phase == NGX_HTTP_POD_ROUTER_PHASE_PROXY
+            && !previous->pod_refused)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pod_router: pod \"%*s\" failed after taking the "
+                          "request; it is not sent again",
+                          previous->pod_len, previous->pod);
             return NGX_HTTP_BAD_GATEWAY;
         }
 
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pod_router_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (previous && previous->pod_refused) {
+            ngx_memcpy(&ctx->refused_sockaddr, previous->peer.sockaddr,
+                       previous->peer.socklen);
+            ctx->refused_socklen = previous->peer.socklen;
         }
 
         ctx->request = r;
@@ -574,6 +581,35 @@ ngx_http_pod_router_route_done(ngx_http_pod_router_ctx_t *ctx,
                           result->ip);
             ngx_http_pod_router_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                      NGX_HTTP_POD_ROUTER_FORBIDDEN);
+            return;
+        }
+
+        /*
+         * After a refused connect the session can name the dead address
+         * again: the controller recorded the pod ready from an API that
+         * has not heard of the death yet (the kubelet notices within its
+         * relist, a second). Wait as for a pending pod: once the kubelet
+         * reports it, the controller replaces the pod and the session
+         * moves on. Only for a while: a new pod may get a freed address
+         * back, which some IPAMs do after a cool-down.
+         */
+        if (ctx->refused_socklen
+            && ngx_current_msec - ctx->started_at
+               < NGX_HTTP_POD_ROUTER_REFUSED_WAIT
+            && result->outcome == PR_OUTCOME_READY
+            && ngx_cmp_sockaddr(addr.sockaddr, addr.socklen,
+                                (struct sockaddr *) &ctx->refused_sockaddr,
+                                ctx->refused_socklen, 1)
+               == NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pod_router: pod \"%*s\" is still recorded at "
+                          "%s, which refused the connection; waiting",
+                          ctx->pod_len, ctx->pod, result->ip);
+            if (ctx->outcome == NGX_HTTP_POD_ROUTER_NONE) {
+                ctx->outcome = NGX_HTTP_POD_ROUTER_WAIT;
+            }
+            ngx_http_pod_router_park(ctx);
             return;
         }
 

@@ -239,6 +239,29 @@ def test_a_dead_pod_costs_a_cold_start_not_an_error(gateway, redis_server, rabbi
     assert "refused the connection; its session is dropped" in gateway.error_log()
 
 
+def test_recovery_waits_while_the_dead_address_is_recorded_again(gateway, redis_server, rabbitmq, driver, pods):
+    """The pod died but the API has not heard yet: the controller records it
+    ready at the address that just refused. The request waits for the
+    replacement instead of answering 502."""
+    gateway.configure(redis_server, rabbitmq, location_extra="error_page 502 = @pod_router_recover;").start()
+    old_ip = serve_pod(pods, "user-mona", 15)
+    driver.mark_ready("mona", "user-mona", old_ip)
+    assert get(gateway, "mona")[0] == 200
+    pods.remove_pod("user-mona")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, gateway, "mona")
+        assert len(driver.events(timeout=10, expect=1)) == 1
+        driver.mark_ready("mona", "user-mona", old_ip)  # from a stale pod status
+        time.sleep(1.5)  # rechecks find the same dead address: still waiting
+        assert not reply.done()
+        new_ip = POD_IP.format(16)
+        pods.add_pod("user-mona", new_ip, 80)
+        driver.mark_ready("mona", "user-mona", new_ip)
+        status, headers, _ = reply.result(timeout=30)
+    assert status == 200 and headers["X-Pod-Name"] == "user-mona"
+    assert "which refused the connection; waiting" in gateway.error_log()
+
+
 def test_without_recovery_a_dead_pod_is_one_502_then_a_new_pod(gateway, redis_server, rabbitmq, driver, pods):
     gateway.configure(redis_server, rabbitmq).start()
     ip = serve_pod(pods, "user-judy", 11)
