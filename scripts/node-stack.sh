@@ -11,8 +11,9 @@
 #   scripts/node-stack.sh up        build what is missing, start, deploy; return once all is Ready
 #   scripts/node-stack.sh down      stop the node, its pods and the control plane
 #   scripts/node-stack.sh status    one line per component; exit 1 if one is not ready
-#   scripts/node-stack.sh logs [C]  the control plane's and node's logs, or a pod's (C = a
-#                                   Deployment or StatefulSet of pod-router-system)
+#   scripts/node-stack.sh logs [C]  the control plane's and node's logs, or C's: redis,
+#                                   rabbitmq, controller or gateway (their pods'), or a
+#                                   component of scripts/cluster.sh logs (kubelet, ...)
 #
 # Settings, from the environment (the same names as scripts/stack.sh's):
 #   POD_ROUTER_RUN_DIR        state: the cluster, a copy of manifests/ with its
