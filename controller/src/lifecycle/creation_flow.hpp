@@ -125,11 +125,11 @@ class CreationFlow final : public PodObserver {
         Clock::time_point deadline;
         Clock::time_point retry_at; // when a Redis or API failure is retried
         int failures = 0;
-        bool recreate = false; // a previous pod is being deleted; create again once it is gone
-        bool seen = false;     // the watch has shown the pod since it was tracked
-        bool deleted = false;  // the watch saw it deleted
+        bool recreate = false;  // a previous pod is being deleted; create again once it is gone
+        bool seen = false;      // the watch has shown the pod since it was tracked
+        bool deleted = false;   // the watch saw it deleted
         bool restarted = false; // the watch has shown its containers restarted
-        std::string stage;     // the spawn stage last written for waiting users
+        std::string stage;      // the spawn stage last written for waiting users
     };
     enum class Handled { kDone, kRetry };
 
