@@ -11,7 +11,8 @@ They run in that order, except that warm runs after storm (it restarts the
 cluster with a controller that keeps a pool). The cold and reaper phases
 run on each of --backends: kube-sim, then the real control plane
 (scripts/cluster.sh, built by scripts/install-deps.sh), side by side on the
-page; the others on kube-sim.
+page; the cold phase also on the real node, with everything as pods
+(scripts/node-stack.sh); the others on kube-sim.
 Writes bench/results/<timestamp>.json, docs/BENCHMARKS.md and
 docs/benchmarks.png. Not a test: nothing here passes or fails on a figure;
 the page says which targets were met. --carry-over takes the phases not run
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from podbench import burst, cold_start, hot_path, reaper, report, storm, warm_pool  # noqa: E402
+from podbench import burst, cold_start, hot_path, node_cold, reaper, report, storm, warm_pool  # noqa: E402
 from podbench.loadgen import wrk  # noqa: E402
 from podbench.profile import cost_per_request, profile_while  # noqa: E402
 from podbench.servers import CONTROLLER, MODULE, REPO, BenchError  # noqa: E402
@@ -43,11 +44,16 @@ PHASES = ("hot", "cold", "warm", "storm", "reaper", "burst")
 HOT_PATH_SOFTWARE = ("wrk", "lua-nginx-module", "uvicorn")
 HOT_PATH_SETTINGS = ("threads", "connections", "seconds", "warmup", "runs", "workers", "users", "cache_ttl")
 # Where each phase's figures go in the results.
-RESULT_KEYS = {"hot": ("hot_path",), "cold": ("cold_start", "cold_start_real"), "warm": ("warm_pool",),
+RESULT_KEYS = {"hot": ("hot_path",), "cold": ("cold_start", "cold_start_real", "cold_start_node"),
+               "warm": ("warm_pool",),
                "storm": ("storm",), "reaper": ("reaper", "reaper_real"), "burst": ("burst",)}
 # Where a phase that runs on both backends puts the real control plane's
-# figures (kube-sim's stay under the phase's own key, as before).
+# figures (kube-sim's stay under the phase's own key, as before), and the
+# cold phase the real node's.
 REAL_SUFFIX = "_real"
+NODE_SUFFIX = "_node"
+# The real node (scripts/node-stack.sh) runs the cold phase only.
+ALL_BACKENDS = BACKENDS + ("node",)
 STORM_CONTROLLER_FLAGS = ["--kube-qps", "100", "--kube-burst", "200"]
 
 
@@ -91,8 +97,12 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every gateway (%(default)s)")
     parser.add_argument("--users", type=int, default=10000, help="ready users of the many-users runs (%(default)s)")
     parser.add_argument("--cold-users", type=int, default=100, help="new users per cold-start case (%(default)s)")
-    parser.add_argument("--backends", default=",".join(BACKENDS),
-                        help="where the cold and reaper phases run, comma-separated subset of %(default)s")
+    parser.add_argument("--node-cold-users", type=int, default=20,
+                        help="new users of the cold start on the real node, whose 2 cores fit about 25 user "
+                             "pods beside the system's own (each asks 50m of CPU) (%(default)s)")
+    parser.add_argument("--backends", default=",".join(ALL_BACKENDS),
+                        help="where the cold and reaper phases run, comma-separated subset of %(default)s "
+                             "(node: the cold phase only, everything as pods on the real node)")
     parser.add_argument("--start-delay", type=float, default=0.3,
                         help="the pods' container start delay, s, on either backend (%(default)s)")
     parser.add_argument("--start-jitter", type=float, default=0.5,
@@ -110,9 +120,9 @@ def parse_args():
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     args.backends = [backend.strip() for backend in args.backends.split(",") if backend.strip()]
-    unknown = sorted(set(args.backends) - set(BACKENDS))
+    unknown = sorted(set(args.backends) - set(ALL_BACKENDS))
     if unknown or not args.backends:
-        parser.error(f"--backends: choose from {', '.join(BACKENDS)}")
+        parser.error(f"--backends: choose from {', '.join(ALL_BACKENDS)}")
     if args.runs < 3:
         print("run.py: fewer than 3 runs: the medians are not worth publishing", file=sys.stderr)
     return args
@@ -216,10 +226,13 @@ def main():
             system.start_controller(*STORM_CONTROLLER_FLAGS)
             results["cold_start" + REAL_SUFFIX] = cold_start.run(system, args, log)
             system.stop_cluster()
+        if "cold" in args.phases and "node" in args.backends:
+            # Everything as pods on the real node: a system of its own.
+            results["cold_start" + NODE_SUFFIX] = node_cold.run(args, log)
         if "warm" in args.phases:
             results["warm_pool"] = warm_pool.run(system, args, log, STORM_CONTROLLER_FLAGS)
         if "reaper" in args.phases:
-            for backend in args.backends:
+            for backend in (backend for backend in args.backends if backend in BACKENDS):
                 key = "reaper" + (REAL_SUFFIX if backend == "real" else "")
                 results[key] = reaper.run(system, log, backend)
         if "burst" in args.phases:

@@ -32,11 +32,15 @@ def stats(values):
             "min": min(values), "max": max(values)}
 
 
-def measure(system, port, prefix, users, log):
+def measure(system, port, prefix, users, log, token=None):
+    """`users` new users' first requests through the gateway on `port`, one
+    after another, against `system`'s pod timeline (its pod_timeline() and
+    backend_name); `token(identity)` signs identities for a gateway that
+    takes signed ones."""
     samples = []
     for n in range(users):
         identity = f"{prefix}-{n}"
-        response = asyncio.run(first_request(port, identity, 200))
+        response = asyncio.run(first_request(port, identity, 200, token(identity) if token else None))
         if response.status != 200:
             raise servers.BenchError(f"cold start of {identity}: {response.status} {response.body[:200]!r}")
         samples.append((f"user-{identity}", response.first_byte_s * 1000))

@@ -82,13 +82,16 @@ async def read_response(reader):
     return status, headers, body, arrived
 
 
-async def first_request(port, identity, timeout):
+async def first_request(port, identity, timeout, token=None):
     """One request on a new connection, as a new user's browser sends it,
-    read to its end: the response, and the time to its first byte."""
+    read to its end: the response, and the time to its first byte. With a
+    token (a gateway that takes signed identities), it goes as
+    "Authorization: Bearer" instead of X-User-ID."""
     started = time.monotonic()
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    who = f"Authorization: Bearer {token}" if token else f"X-User-ID: {identity}"
     try:
-        writer.write(f"GET / HTTP/1.1\r\nHost: local.gateway.com\r\nX-User-ID: {identity}\r\n"
+        writer.write(f"GET / HTTP/1.1\r\nHost: local.gateway.com\r\n{who}\r\n"
                      "Connection: close\r\n\r\n".encode())
         await writer.drain()
         status, headers, body, arrived = await asyncio.wait_for(read_response(reader), timeout)

@@ -250,9 +250,38 @@ def cold_section(results):
                              f"{run['overhead_ms']['min']:.1f}-{run['overhead_ms']['max']:.1f}",
                              f"{run['first_byte_ms']['p50']:.1f}", f"{run['pod_readiness_ms']['p50']:.1f}"]))
     out.append("")
-    return out + _real_against_sim(backends, "with pub/sub", "notify", (
+    out += _real_against_sim(backends, "with pub/sub", "notify", (
         ("overhead p50", ("overhead_ms", "p50"), 1), ("overhead p99", ("overhead_ms", "p99"), 1),
         ("first byte p50", ("first_byte_ms", "p50"), 1)))
+    return out + node_cold_lines(results.get("cold_start_node"), backends)
+
+
+def node_cold_lines(node, backends):
+    """The cold start on the real node, after the two backends' table: the
+    whole system as pods (scripts/node-stack.sh), each user's pod a real
+    container."""
+    if not node:
+        return []
+    run = node["notify"]
+    out = ["On the real node (kubelet, containerd, runc, the bridge CNI; scripts/node-stack.sh): the gateway, "
+           "Redis, RabbitMQ and the controller run as pods of the images built here, the gateway's configuration "
+           "is the shipped one (pub/sub), and each user's pod is a real container of the demo image, Ready once "
+           f"its Python server answers the readiness probe. {run['users']} users one after another, timed through "
+           "the relay to the gateway's NodePort.", "",
+           _row(["Backend", "Overhead p50 ms", "Overhead p99 ms", "min-max ms", "First byte p50 ms",
+                 "Pod readiness p50 ms"]), _row(["---"] * 6),
+           _row(["real node", f"{run['overhead_ms']['p50']:.1f}", f"{run['overhead_ms']['p99']:.1f}",
+                 f"{run['overhead_ms']['min']:.1f}-{run['overhead_ms']['max']:.1f}",
+                 f"{run['first_byte_ms']['p50']:.1f}", f"{run['pod_readiness_ms']['p50']:.1f}"]), ""]
+    parts = []
+    for label, cold in backends:
+        other = cold["notify"]["overhead_ms"]["p50"]
+        ratio = f"{run['overhead_ms']['p50'] / other:.1f} x" if other else "n/a"
+        parts.append(f"{other:.1f} ms on {label} ({ratio})")
+    if parts:
+        out += [f"The real node's overhead p50, {run['overhead_ms']['p50']:.1f} ms, against " + ", ".join(parts)
+                + ".", ""]
+    return out
 
 
 def reaper_section(results):

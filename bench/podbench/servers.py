@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from polling import wait_until  # noqa: E402
-from servers import KubeSim, RealCluster, RedisServer, free_port, private_rabbitmq  # noqa: E402,F401
+from servers import (KubeSim, RealCluster, RedisServer, free_port, free_port_pair,  # noqa: E402,F401
+                     private_rabbitmq)
 
 GATEWAYS = REPO / "bench" / "gateways"
 NGINX = "/usr/sbin/nginx"
@@ -27,7 +28,7 @@ CONTROLLER = Path(os.environ.get("POD_ROUTER_CONTROLLER",
                                  REPO / "build" / "controller" / "pod-router-controller"))
 __all__ = ["BenchError", "CONTROLLER", "KubeSim", "controller_defaults", "MODULE", "Nginx", "REPO", "RealCluster",
            "RedisServer", "SeedGateway",
-           "free_port", "port_open", "private_rabbitmq", "render", "stop_process", "wait_until"]
+           "free_port", "free_port_pair", "port_open", "private_rabbitmq", "render", "stop_process", "wait_until"]
 
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so")

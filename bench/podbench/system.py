@@ -188,11 +188,7 @@ class System:
     def pod_timeline(self):
         """{pod name: {event: [at_ms, ...]}} from kube-sim's --pod-timeline
         or the real API server's watch."""
-        pods = {}
-        for line in self.timeline.read_text().splitlines():
-            entry = json.loads(line)
-            pods.setdefault(entry["name"], {}).setdefault(entry["event"], []).append(entry["at_ms"])
-        return pods
+        return read_pod_timeline(self.timeline)
 
     def stop(self):
         for gateway in list(self.gateways):
@@ -201,3 +197,13 @@ class System:
         self.backend.stop()
         self._rabbitmq_context.__exit__(None, None, None)
         self.redis.stop()
+
+
+def read_pod_timeline(path):
+    """{pod name: {event: [at_ms, ...]}} from a pod timeline file (kube-sim's
+    --pod-timeline, or PodWatch's)."""
+    pods = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        pods.setdefault(entry["name"], {}).setdefault(entry["event"], []).append(entry["at_ms"])
+    return pods
