@@ -244,21 +244,21 @@ def test_recovery_waits_while_the_dead_address_is_recorded_again(gateway, redis_
     ready at the address that just refused. The request waits for the
     replacement instead of answering 502."""
     gateway.configure(redis_server, rabbitmq, location_extra="error_page 502 = @pod_router_recover;").start()
-    old_ip = serve_pod(pods, "user-mona", 15)
-    driver.mark_ready("mona", "user-mona", old_ip)
-    assert get(gateway, "mona")[0] == 200
-    pods.remove_pod("user-mona")
+    old_ip = serve_pod(pods, "user-ulla", 40)
+    driver.mark_ready("ulla", "user-ulla", old_ip)
+    assert get(gateway, "ulla")[0] == 200
+    pods.remove_pod("user-ulla")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        reply = pool.submit(get, gateway, "mona")
+        reply = pool.submit(get, gateway, "ulla")
         assert len(driver.events(timeout=10, expect=1)) == 1
-        driver.mark_ready("mona", "user-mona", old_ip)  # from a stale pod status
+        driver.mark_ready("ulla", "user-ulla", old_ip)  # from a stale pod status
         time.sleep(1.5)  # rechecks find the same dead address: still waiting
         assert not reply.done()
-        new_ip = POD_IP.format(16)
-        pods.add_pod("user-mona", new_ip, 80)
-        driver.mark_ready("mona", "user-mona", new_ip)
+        new_ip = POD_IP.format(41)
+        pods.add_pod("user-ulla", new_ip, 80)
+        driver.mark_ready("ulla", "user-ulla", new_ip)
         status, headers, _ = reply.result(timeout=30)
-    assert status == 200 and headers["X-Pod-Name"] == "user-mona"
+    assert status == 200 and headers["X-Pod-Name"] == "user-ulla"
     assert "which refused the connection; waiting" in gateway.error_log()
 
 
@@ -282,7 +282,7 @@ def test_recovery_never_sends_a_request_twice_to_a_pod_that_took_it(gateway, red
     only: a pod that accepted the connection and then failed (closed it
     without an answer) keeps its 502, and sees the request once."""
     gateway.configure(redis_server, rabbitmq, location_extra="error_page 502 = @pod_router_recover;").start()
-    ip = POD_IP.format(14)
+    ip = POD_IP.format(42)
     taken = []
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -304,13 +304,13 @@ def test_recovery_never_sends_a_request_twice_to_a_pod_that_took_it(gateway, red
                 deadline = min(deadline, time.monotonic() + 1.5)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             pod = pool.submit(hang_up)
-            driver.mark_ready("lena", "user-lena", ip)
-            status, _, _ = pool.submit(get, gateway, "lena", "/once").result(timeout=30)
+            driver.mark_ready("wera", "user-wera", ip)
+            status, _, _ = pool.submit(get, gateway, "wera", "/once").result(timeout=30)
             assert status == 502
             pod.result(timeout=30)
     assert [request.split(b" ")[1] for request in taken] == [b"/once"]
     # the pod lives: its session stays, and no creation was asked for
-    assert driver.redis.exists("pod-router:session:user-lena")
+    assert driver.redis.exists("pod-router:session:user-wera")
     assert driver.events(timeout=0.5) == []
     assert "failed after taking the request; it is not sent again" in gateway.error_log()
 
